@@ -1,0 +1,27 @@
+"""Options shared by stage commands: presets, overrides and --dry-run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+
+from histosynth.config import Config, load_config
+
+out = Console()
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML preset from configs/ (only what differs from the defaults).")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a value: section.key=value (repeatable).")
+DryRunOpt = typer.Option(False, "--dry-run", help="Print the resolved config and exit.")
+
+
+def resolve(config: Optional[Path], overrides: Optional[list[str]], dry_run: bool) -> Config | None:
+    """Load the config; with --dry-run print it as YAML and return None."""
+    cfg = load_config(config, overrides or [])
+    if dry_run:
+        out.print(Syntax(cfg.to_yaml(), "yaml"))
+        return None
+    return cfg

@@ -1,0 +1,101 @@
+"""DCGAN (Radford et al. 2016) at 32/64/128 px, optionally class-conditional.
+
+Conditioning: G concatenates a learned class embedding to z; D adds a projection term
+(Miyato & Koyama 2018), so the unconditional model is the plain DCGAN of the primary paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+SIZES = (32, 64, 128)
+
+
+def _n_up(image_size: int) -> int:
+    if image_size not in SIZES:
+        raise ValueError(f"image_size must be one of {SIZES}, got {image_size}")
+    return int(math.log2(image_size)) - 2  # 4x4 start, doubling to image_size
+
+
+def _mults(n: int) -> list[int]:
+    """Channel multipliers from the 4x4 layer down to the last hidden layer, capped at 8 (as in DCGAN)."""
+    return [min(8, 2 ** (n - 1 - i)) for i in range(n)]
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, image_size: int = 64, latent_dim: int = 100, features: int = 64, channels: int = 3, num_classes: int = 0):
+        super().__init__()
+        self.image_size, self.latent_dim, self.num_classes = image_size, latent_dim, num_classes
+        mults = _mults(_n_up(image_size))
+        embed_dim = num_classes if num_classes else 0
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim + embed_dim, features * mults[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(features * mults[0]),
+            nn.ReLU(True),
+        ]
+        for a, b in zip(mults, mults[1:]):
+            layers += [nn.ConvTranspose2d(features * a, features * b, 4, 2, 1, bias=False), nn.BatchNorm2d(features * b), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(features * mults[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z: (B, latent_dim) -> images (B, C, H, W) in [-1, 1]; y: (B,) class ids when conditional."""
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("this generator is class-conditional: pass class ids y")
+            z = torch.cat([z, self.embed(y)], dim=1)
+        return self.main(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(
+        self,
+        image_size: int = 64,
+        features: int = 64,
+        channels: int = 3,
+        num_classes: int = 0,
+        spectral_norm: bool = False,
+        batchnorm: bool = True,
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        sn = nn.utils.spectral_norm if spectral_norm else (lambda m: m)
+        use_bn = batchnorm and not spectral_norm
+        mults = list(reversed(_mults(_n_up(image_size))))
+        layers: list[nn.Module] = [sn(nn.Conv2d(channels, features * mults[0], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2, True)]
+        for a, b in zip(mults, mults[1:]):
+            layers.append(sn(nn.Conv2d(features * a, features * b, 4, 2, 1, bias=not use_bn)))
+            if use_bn:
+                layers.append(nn.BatchNorm2d(features * b))
+            layers.append(nn.LeakyReLU(0.2, True))
+        self.features = nn.Sequential(*layers)
+        width = features * mults[-1]
+        self.head = sn(nn.Conv2d(width, 1, 4, 1, 0, bias=False))
+        self.embed = sn(nn.Embedding(num_classes, width)) if num_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (B, C, H, W) -> logits (B,)."""
+        h = self.features(x)
+        out = self.head(h).flatten(1).sum(1)
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("this discriminator is class-conditional: pass class ids y")
+            out = out + (self.embed(y) * h.sum(dim=(2, 3))).sum(1)
+        return out
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for conv weights, N(1, 0.02) for batch-norm scales (DCGAN paper)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            w = m.weight_orig if hasattr(m, "weight_orig") else m.weight
+            nn.init.normal_(w, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
