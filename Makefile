@@ -1,0 +1,51 @@
+# histosynth: `make demo` (set up + run the main job locally), `make test` (set up + run the suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+# Downloads (sample wheels, weights) shared by test runs.
+export HISTOSYNTH_TEST_CACHE ?= $(CURDIR)/.histosynth/test-cache
+PYTEST_ARGS ?=
+
+.PHONY: setup demo data train test test-fast test-integration bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip setuptools wheel
+	$(BIN)/python -m pip install -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+
+## The main job on the embedded default: sample data -> patches -> splits (DVC) -> pipeline -> serve -> synth.
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+## Versioned data only (DVC stages from dvc.yaml + params.yaml).
+data: setup
+	dvc repro
+
+train: data
+	histosynth train --config configs/dcgan-samples.yaml
+
+## The whole suite, as CI runs it (no GPU needed).
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/pytest -m "unit or numerics" $(PYTEST_ARGS)
+
+test-integration: setup
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/metrics_speed.py
+
+clean:
+	rm -rf .histosynth data/raw data/patches data/splits
