@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,13 +50,14 @@ def write_store(
     out_dir: str | Path,
     patches: Iterable[Patch],
     classes: list[str] | None = None,
-    provenance: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     shard_size: int = SHARD_SIZE,
 ) -> Path:
     """Write patches as a store, atomically: built in a temp folder beside ``out_dir``, then renamed.
 
     ``classes`` fixes the label order (else sorted names seen). An existing store at ``out_dir`` is
-    replaced only once the new one is complete, so a failed run loses no data.
+    replaced only once the new one is complete, so a failed run loses no data. ``provenance`` may be a
+    callable, called once every patch has been consumed (for statistics gathered while generating them).
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +101,7 @@ def write_store(
             "shards": shards,
             "records_sha256": sha256_file(tmp / RECORDS),
             "labels_sha256": sha256_file(tmp / LABELS),
-            "provenance": provenance or {},
+            "provenance": (provenance() if callable(provenance) else provenance) or {},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if out_dir.exists():
