@@ -78,11 +78,16 @@ def mlflow_tracking_uri() -> str:
     return f"sqlite:///{p.mlflow_db}"
 
 
-def mlflow_artifact_location() -> str | None:
-    """Artifact root for experiments created on the local SQLite store (None: the server decides)."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return None
-    return paths().mlflow_artifacts.as_uri()
+def mlflow_artifact_location(tracking_uri: str | None = None) -> str | None:
+    """Artifact root for experiments created on a local store (SQLite or file): the project-local folder.
+
+    Decided by the URI's scheme, not by whether ``MLFLOW_TRACKING_URI`` is set: MLflow's own
+    ``set_tracking_uri`` sets that variable. For a tracking server it returns None (the server decides).
+    """
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
+    if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+        return paths().mlflow_artifacts.as_uri()
+    return None
 
 
 def quiet_telemetry() -> None:
