@@ -33,3 +33,29 @@ def free_port() -> int:
 @pytest.fixture
 def port():
     return free_port()
+
+
+def _servers():
+    """tests/servers.py as a module (with --import-mode=importlib, tests/ is not on sys.path)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "histosynth_test_servers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("servers.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on loopback (SQLite backend, proxied artifacts), shared by the session; yields its URL."""
+    servers = _servers()
+    url, proc = servers.start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        yield url
+    finally:
+        servers.stop_server(proc)

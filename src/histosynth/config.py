@@ -25,6 +25,8 @@ class DataConfig:
     image_size: int = defaults.IMAGE_SIZE  # patches are resized to this if they differ
     classes: list[str] | None = None  # None: every class in the split
     conditional: bool = False  # feed class ids to G and D
+    hflip: bool = False  # random horizontal flips (p=0.5) per training batch
+    vflip: bool = False  # random vertical flips (p=0.5) per training batch
 
 
 @dataclass
@@ -182,14 +184,7 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | None = 
         if not isinstance(data, dict):
             raise ConfigError(f"config preset '{path}' must be a mapping of sections")
         _merge(cfg, data, "")
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        nested: Any = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        _merge(cfg, nested, "")
-    validate(cfg)
-    return cfg
+    return apply_overrides(cfg, overrides)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -211,3 +206,15 @@ def config_hash(cfg: Config) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
+    """Apply ``section.key=value`` overrides to an existing config (in place) and validate it."""
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        nested: Any = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        _merge(cfg, nested, "")
+    validate(cfg)
+    return cfg

@@ -2,19 +2,53 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.syntax import Syntax
 
 from histosynth.cli import app
-from histosynth.cli.common import ConfigOpt, DryRunOpt, SetOpt, resolve
+from histosynth.cli.common import ConfigOpt, DryRunOpt, SetOpt, out, resolve
+
+ResumeOpt = typer.Option(None, "--resume", "-r", help="Continue exactly from a checkpoint (.pt, or a run's checkpoints/ folder). Without --config the checkpoint's own config is used; -s overrides apply on top (e.g. -s train.epochs=50).")
+ProgressOpt = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: only on a terminal).")
 
 
 @app.command()
-def train(config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt, dry_run: bool = DryRunOpt) -> None:
+def train(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    resume: Optional[Path] = ResumeOpt,
+    dry_run: bool = DryRunOpt,
+    progress: Optional[bool] = ProgressOpt,
+) -> None:
     """Train a GAN (DCGAN by default) on a patch split; every run is tracked in MLflow."""
-    cfg = resolve(config, set_, dry_run)
-    if cfg is None:
-        return
-    raise typer.Exit(1)
+    from histosynth.train.trainer import config_from_checkpoint, train as run_training
+
+    if resume is not None and config is None:
+        cfg = config_from_checkpoint(resume, set_ or [])
+        if dry_run:
+            out.print(Syntax(cfg.to_yaml(), "yaml"))
+            return
+    else:
+        cfg = resolve(config, set_, dry_run)
+        if cfg is None:
+            return
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("histosynth").setLevel(logging.INFO)
+    result = run_training(cfg, resume=resume, progress=progress)
+    m = result.metrics
+    out.print(f"[bold green]done[/] {result.steps} steps / {result.epochs} epochs in {result.wall_s:.1f} s on {result.device} (amp {result.amp})", soft_wrap=True)
+    if "loss_d" in m:
+        out.print(f"  last losses   loss_d={m['loss_d']:.4f} loss_g={m['loss_g']:.4f} d_real={m['d_real']:.3f} d_fake={m['d_fake']:.3f}", soft_wrap=True)
+    out.print(f"  run id        {result.run_id}", soft_wrap=True)
+    out.print(f"  MLflow        {result.tracking_uri}", soft_wrap=True)
+    out.print(f"  view          {result.run_link}", soft_wrap=True)
+    out.print(f"  out dir       {result.out_dir}", soft_wrap=True)
+    out.print(f"  samples       {result.samples}", soft_wrap=True)
+    if result.loss_curve:
+        out.print(f"  loss curve    {result.loss_curve}", soft_wrap=True)
+    out.print(f"  checkpoint    {result.checkpoint}", soft_wrap=True)
+    out.print(f"  generator     {result.bundle}  (MLflow artifact generator/)", soft_wrap=True)

@@ -1,0 +1,130 @@
+"""Training batches from a patch store: the uint8 patches are loaded into one tensor once; each batch is
+converted to float [-1, 1] on the training device (resized if the model size differs, optionally flipped).
+
+Shuffling and flips draw from one seeded ``torch.Generator`` whose state is checkpointed, so a resumed run
+sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from histosynth import defaults
+from histosynth.data.store import PatchStore
+from histosynth.errors import DataError
+
+# Keep the uint8 patches on the GPU when they take less than this (else pinned host memory).
+DEVICE_RESIDENT_BYTES = 4 << 30
+
+
+def resolve_data_root(root: str) -> Path:
+    """``data.root`` as a path. A relative root that starts with ``data/`` is read from ``HISTOSYNTH_DATA``
+    when that variable is set (``data/splits`` -> ``$HISTOSYNTH_DATA/splits``), so presets stay portable
+    between a checkout (./data) and a pipeline or container with its own data folder."""
+    path = Path(root).expanduser()
+    parts = path.parts
+    if not path.is_absolute() and parts and parts[0] == "data" and os.environ.get(defaults.ENV_DATA):
+        return defaults.paths().data.joinpath(*parts[1:])
+    return path.absolute()
+
+
+def open_store(root: str, split: str) -> PatchStore:
+    """The split's patch store, with an error that says how to build it when it is missing."""
+    base = resolve_data_root(root)
+    path = base / split if split else base
+    if not (path / "manifest.json").is_file() and (base / "manifest.json").is_file() and split:
+        raise DataError(f"'{base}' is a patch store itself, it has no split '{split}'", f"set data.root={base.parent} data.split={base.name}, or data.split=''")
+    return PatchStore(path)
+
+
+class BatchSource:
+    """Shuffled, drop-last mini-batches of (images float (B,3,S,S) in [-1, 1], labels long (B,)) on ``device``."""
+
+    def __init__(
+        self,
+        store: PatchStore,
+        *,
+        batch_size: int,
+        image_size: int,
+        device: torch.device,
+        seed: int,
+        hflip: bool = False,
+        vflip: bool = False,
+        classes: list[str] | None = None,
+    ):
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.image_size = int(image_size)
+        self.hflip, self.vflip = bool(hflip), bool(vflip)
+        images = np.asarray(store.images)
+        labels = np.asarray(store.labels, dtype=np.int64)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise DataError(f"patch store '{store.root}' holds {images.dtype} images of shape {images.shape}", "rebuild it: patches must be uint8 (N, H, W, 3)")
+        if len(labels) != len(images):
+            raise DataError(f"patch store '{store.root}' has {len(images)} images but {len(labels)} labels", "rebuild the store (histosynth data patches)")
+        self.classes = list(store.classes)
+        if classes:
+            missing = [c for c in classes if c not in self.classes]
+            if missing:
+                raise DataError(f"data.classes {missing} are not in the store (it has {self.classes})", "fix data.classes or leave it empty for all classes")
+            old_to_new = np.full(len(self.classes), -1, dtype=np.int64)
+            for new, c in enumerate(classes):
+                old_to_new[self.classes.index(c)] = new
+            keep = old_to_new[labels] >= 0
+            images, labels = images[keep], old_to_new[labels[keep]]
+            self.classes = list(classes)
+        if len(images) < self.batch_size:
+            raise DataError(
+                f"patch store '{store.root}' has {len(images)} patches (selected), fewer than one batch of {self.batch_size}",
+                "lower train.batch_size or add data",
+            )
+        self.n = len(images)
+        self.patch_size = tuple(images.shape[1:3])
+        nbytes = images.nbytes
+        uint8 = torch.from_numpy(np.array(images, dtype=np.uint8, order="C", copy=True))  # (N, H, W, 3), read into memory once
+        if device.type == "cuda":
+            uint8 = uint8.to(device) if nbytes <= DEVICE_RESIDENT_BYTES else uint8.pin_memory()
+        self.images = uint8
+        self.labels = torch.from_numpy(labels).to(device)
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def __len__(self) -> int:
+        """Full batches per epoch."""
+        return self.n // self.batch_size
+
+    def permutation(self) -> torch.Tensor:
+        """A fresh shuffle of all patch indices (call once per epoch, before its batches)."""
+        return torch.randperm(self.n, generator=self.generator)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``idx`` as float [-1, 1] NCHW on the device (+ flips), and their class ids."""
+        b = idx.numel()
+        flip_h = torch.rand(b, generator=self.generator) < 0.5 if self.hflip else None
+        flip_v = torch.rand(b, generator=self.generator) < 0.5 if self.vflip else None
+        dev_idx = idx.to(self.images.device)
+        x = self.images[dev_idx].to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().mul_(1.0 / 127.5).sub_(1.0)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False).clamp_(-1.0, 1.0)
+        if flip_h is not None:
+            x = torch.where(flip_h.to(self.device)[:, None, None, None], x.flip(3), x)
+        if flip_v is not None:
+            x = torch.where(flip_v.to(self.device)[:, None, None, None], x.flip(2), x)
+        return x.contiguous(), self.labels[idx.to(self.labels.device)]
+
+    def batches(self, perm: torch.Tensor, start: int = 0):
+        """Yield (batch index, images, labels) for batches ``start..len(self)-1`` of the epoch ``perm``."""
+        for i in range(start, len(self)):
+            yield i, *self.batch(perm[i * self.batch_size : (i + 1) * self.batch_size])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,117 @@
+"""One GAN update: ``d_steps`` discriminator updates (separate real and fake mini-batches) then one
+generator update, with AMP, loss scaling, gradient clipping by norm and an optional gradient penalty.
+
+The loop is architecture-independent: any (G, D) pair with ``G(z[, y])`` and ``D(x[, y]) -> logits (B,)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from histosynth.device import Amp
+from histosynth.losses import GANLoss, gradient_penalty
+
+
+def clip_and_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Total L2 grad norm (before clipping); clips to ``max_norm`` when it is > 0."""
+    grads = [p for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return nn.utils.clip_grad_norm_(grads, max_norm if max_norm > 0 else math.inf)
+
+
+class GANStep:
+    """Callable on ``[(real, y), ...]`` (``d_steps`` real batches); returns detached metric tensors.
+
+    Fakes are conditioned on the real batch's class ids (so the class mix follows the data). The last D
+    step's fake batch is reused for the G update, as in the reference DCGAN loop; D's parameters are
+    frozen during the G backward (no D weight gradients are computed there).
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        loss: GANLoss,
+        *,
+        latent_dim: int,
+        conditional: bool = False,
+        amp: Amp,
+        grad_clip: float = 0.0,
+        gp_weight: float = 0.0,
+        scaler_g: torch.amp.GradScaler | None = None,
+        scaler_d: torch.amp.GradScaler | None = None,
+    ):
+        self.G, self.D = generator, discriminator
+        self.opt_g, self.opt_d = opt_g, opt_d
+        self.loss = loss
+        self.latent_dim = int(latent_dim)
+        self.conditional = bool(conditional)
+        self.amp = amp
+        self.grad_clip = float(grad_clip)
+        self.gp_weight = float(gp_weight)
+        self.scaler_g = scaler_g if scaler_g is not None else amp.scaler()
+        self.scaler_d = scaler_d if scaler_d is not None else amp.scaler()
+        self.g_params = [p for p in generator.parameters() if p.requires_grad]
+        self.d_params = [p for p in discriminator.parameters() if p.requires_grad]
+
+    def _d(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.D(x, y) if self.conditional else self.D(x)
+
+    def _g(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.G(z, y) if self.conditional else self.G(z)
+
+    def __call__(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
+        m: dict[str, torch.Tensor] = {}
+        fake = y = None
+        for x, y in batches:
+            y = y if self.conditional else None
+            z = torch.randn(x.shape[0], self.latent_dim, device=x.device)
+            with self.amp.autocast():
+                fake = self._g(z, y)
+                real_logits = self._d(x, y)  # separate real and fake mini-batches (Salimans et al.)
+                fake_logits = self._d(fake.detach(), y)
+            loss_real = self.loss.d_real(real_logits)
+            loss_fake = self.loss.d_fake(fake_logits)
+            loss_d = loss_real + loss_fake
+            if self.gp_weight > 0:
+                gp = gradient_penalty(self.D, x, fake, y)
+                loss_d = loss_d + self.gp_weight * gp
+                m["gp"] = gp.detach()
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler_d.scale(loss_d).backward()
+            self.scaler_d.unscale_(self.opt_d)
+            m["grad_norm_d"] = clip_and_norm(self.d_params, self.grad_clip).detach()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            m["loss_d"] = loss_d.detach()
+            m["loss_d_real"] = loss_real.detach()
+            m["loss_d_fake"] = loss_fake.detach()
+            m["d_real"] = torch.sigmoid(real_logits.detach().float()).mean()
+            m["d_fake"] = torch.sigmoid(fake_logits.detach().float()).mean()
+
+        assert fake is not None, "GANStep needs at least one real batch"
+        for p in self.d_params:
+            p.requires_grad_(False)
+        try:
+            with self.amp.autocast():
+                g_logits = self._d(fake, y)
+            loss_g = self.loss.g_loss(g_logits)
+            self.opt_g.zero_grad(set_to_none=True)
+            self.scaler_g.scale(loss_g).backward()
+        finally:
+            for p in self.d_params:
+                p.requires_grad_(True)
+        self.scaler_g.unscale_(self.opt_g)
+        m["grad_norm_g"] = clip_and_norm(self.g_params, self.grad_clip).detach()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        m["loss_g"] = loss_g.detach()
+        m["d_fake_g"] = torch.sigmoid(g_logits.detach().float()).mean()
+        return m

@@ -1,0 +1,97 @@
+"""Batches from the patch store (range, resize, flips, class selection, resumable shuffling) and DCGAN init."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from histosynth.config import load_config
+from histosynth.data.store import Patch, PatchStore, write_store
+from histosynth.errors import DataError
+from histosynth.train import build_models
+from histosynth.train.data import BatchSource, open_store, resolve_data_root
+
+
+def _source(store, **kw):
+    args = {"batch_size": 4, "image_size": 32, "device": torch.device("cpu"), "seed": 0, **kw}
+    return BatchSource(store, **args)
+
+
+@pytest.mark.unit
+def test_uint8_to_minus_one_one_and_labels(tmp_path):
+    values = [0, 255, 128, 64]
+    patches = [Patch(np.full((32, 32, 3), v, np.uint8), ["a", "b"][i % 2]) for i, v in enumerate(values)]
+    store = PatchStore(write_store(tmp_path / "s", patches))
+    src = _source(store)
+    x, y = src.batch(torch.arange(4))
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+    assert x[:, 0, 0, 0].tolist() == pytest.approx([-1.0, 1.0, 128 / 127.5 - 1, 64 / 127.5 - 1], abs=1e-6)
+    assert y.tolist() == [0, 1, 0, 1] and y.dtype == torch.long
+    assert len(src) == 1
+
+
+@pytest.mark.unit
+def test_resize_flips_and_class_selection(store_root, tmp_path):
+    store = open_store(str(store_root), "train")
+    # 32 px patches trained at 64 px: resized per batch, still in [-1, 1]
+    up = _source(store, image_size=64)
+    x, _ = up.batch(torch.arange(8))
+    assert x.shape == (8, 3, 64, 64) and x.min() >= -1 and x.max() <= 1
+
+    plain = _source(store)
+    flipped = _source(store, hflip=True, vflip=True)
+    idx = torch.arange(16)
+    a, _ = plain.batch(idx)
+    b, _ = flipped.batch(idx)
+    variants = [a, a.flip(3), a.flip(2), a.flip(2).flip(3)]
+    per_image = [[torch.equal(b[i], v[i]) for v in variants] for i in range(16)]
+    assert all(any(m) for m in per_image), "a flipped image must be the original under some flip"
+    assert sum(not m[0] for m in per_image) > 0, "flips are on but nothing was flipped"
+
+    only = _source(store, classes=["invasive"])
+    assert only.classes == ["invasive"] and only.n == 24 and set(only.labels.tolist()) == {0}
+    with pytest.raises(DataError, match="not in the store"):
+        _source(store, classes=["normal"])
+
+
+@pytest.mark.unit
+def test_shuffling_state_round_trip(store_root):
+    src = _source(open_store(str(store_root), "train"), hflip=True)
+    state = src.state_dict()
+    first = src.permutation()
+    xa, _ = src.batch(first[:4])
+    src.load_state_dict(state)
+    assert torch.equal(src.permutation(), first)
+    xb, _ = src.batch(first[:4])
+    assert torch.equal(xa, xb)
+    assert not torch.equal(src.permutation(), first)  # the next epoch gets a new shuffle
+
+
+@pytest.mark.unit
+def test_data_root_and_split_errors(store_root, monkeypatch, tmp_path):
+    with pytest.raises(DataError, match="has no split"):
+        open_store(str(store_root / "train"), "train")
+    monkeypatch.setenv("HISTOSYNTH_DATA", str(tmp_path / "d"))
+    assert resolve_data_root("data/splits") == tmp_path / "d" / "splits"
+    assert resolve_data_root(str(store_root)) == store_root
+
+
+@pytest.mark.unit
+@pytest.mark.numerics
+def test_dcgan_initialisation_statistics():
+    """N(0, 0.02) conv weights, N(1, 0.02) batch-norm scales, zero biases (DCGAN paper), 64 px, 64 maps."""
+    cfg = load_config(None, ["data.image_size=64"])
+    torch.manual_seed(0)
+    G, D = build_models(cfg, 4, torch.device("cpu"))
+    for net in (G, D):
+        convs = [m.weight for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        w = torch.cat([c.flatten() for c in convs])
+        assert w.std().item() == pytest.approx(0.02, rel=0.02) and abs(w.mean().item()) < 1e-3
+        bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        scale = torch.cat([b.weight.flatten() for b in bns])
+        assert scale.mean().item() == pytest.approx(1.0, abs=0.005) and scale.std().item() == pytest.approx(0.02, rel=0.15)
+        assert all(b.bias.abs().max() == 0 for b in bns)
+    # conditional D: the projection embedding is on the DCGAN scale too (nn.Embedding's default is N(0, 1))
+    assert D.embed.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert sum(p.numel() for p in G.parameters()) > 3_000_000  # the full-width 64 px DCGAN generator
