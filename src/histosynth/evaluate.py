@@ -1,0 +1,300 @@
+"""Evaluate a generator bundle against a real patch split: features, metrics, one JSON line, MLflow.
+
+``evaluate_generator`` is the one entry point (CLI ``histosynth evaluate`` and the KFP component call it):
+
+1. real features of ``<real_root>/<split>`` (a PatchStore; ``real_root`` may also be a store itself) from the
+   feature cache (key: store manifest hash + split + subset + extractor identity), extracted and cached on a miss;
+2. ``n_fake`` samples from the bundle (``histosynth.bundle.load_generator``), seeded; a class-conditional generator
+   gets class ids in the real split's class proportions (largest-remainder rounding, shuffled with the seed);
+   generator output [-1, 1] is quantized to uint8 exactly like stored patches, then goes through the extractor's
+   one preprocessing path, as the real patches do;
+3. the metrics (``histosynth.metrics``), the result record appended as one JSON line to ``out_jsonl`` and, with
+   ``mlflow_run_id``, logged to that run (metrics ``<split>/<name>``, prefixed by the extractor name when it is not
+   the standard ``inception-fid``; the record as an artifact under ``evaluations/``).
+
+Every record says whether its numbers may be set beside published ones (``comparable_with_published``): only for
+the standard networks, and even then FID is biased by sample size (published FIDs mostly use 50k samples).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import histosynth
+from histosynth import metrics as M
+from histosynth.bundle import FILENAME as BUNDLE_FILENAME
+from histosynth.bundle import load_generator
+from histosynth.data.store import MANIFEST, PatchStore
+from histosynth.errors import DataError, HistosynthError
+from histosynth.features import DEFAULT as DEFAULT_EXTRACTOR
+from histosynth.features import Extractor, get_extractor, resolve_device, to_uint8
+from histosynth.features import cache as feature_cache
+from histosynth.metrics._linalg import mean_cov
+
+RECORD_FORMAT = "histosynth.evaluation/1"
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def open_split(real_root: str | Path, split: str) -> PatchStore:
+    root = Path(real_root)
+    if (root / split / MANIFEST).is_file():
+        return PatchStore(root / split)
+    if (root / MANIFEST).is_file():
+        return PatchStore(root)
+    raise DataError(
+        f"no patch store for split '{split}' under '{root}' (looked for {root / split / MANIFEST} and {root / MANIFEST})",
+        "build the splits first (histosynth data split / dvc repro) or pass --real pointing at a split folder",
+    )
+
+
+def real_features(
+    store: PatchStore,
+    split: str,
+    extractor: Extractor,
+    *,
+    n_real: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    refresh: bool = False,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray, dict[str, Any]]:
+    """-> (features, (mu, sigma), indices used, cache info {hit, path, key, seconds})."""
+    n_all = len(store)
+    if n_real is not None and n_real < 2:
+        raise HistosynthError(f"n_real={n_real} is too small", "use at least 2 real patches (hundreds for stable numbers)")
+    if n_real is None or n_real >= n_all:
+        idx = np.arange(n_all)
+        subset = None
+    else:
+        idx = np.sort(np.random.RandomState(seed).choice(n_all, n_real, replace=False))
+        subset = {"n": int(n_real), "seed": int(seed)}
+    dataset = {"manifest_hash": store.manifest_hash, "split": split, "subset": subset}
+    key = feature_cache.cache_key(dataset, extractor)
+    t0 = time.perf_counter()
+    entry = None if refresh else feature_cache.load(key)
+    if entry is not None and entry["features"].shape == (len(idx), extractor.dim):
+        info = {"hit": True, "key": key, "path": str(feature_cache.entry_path(key)), "seconds": time.perf_counter() - t0}
+        return entry["features"], (entry["mu"], entry["sigma"]), idx, info
+    images = store.images
+    done = 0
+    feats = np.empty((len(idx), extractor.dim), dtype=np.float64)
+    for i in range(0, len(idx), batch_size):
+        sel = idx[i : i + batch_size]
+        feats[i : i + len(sel)] = extractor(np.asarray(images[sel]))
+        done += len(sel)
+        if progress:
+            progress("real features", done, len(idx))
+    mu, sigma = mean_cov(feats)
+    meta = {"dataset": dataset, "extractor": extractor.identity(), "store": str(store.root), "created": _now()}
+    path = feature_cache.save(key, feats, mu, sigma, meta)
+    return feats, (mu, sigma), idx, {"hit": False, "key": key, "path": str(path), "seconds": time.perf_counter() - t0}
+
+
+def class_allocation(real_labels: np.ndarray, real_classes: list[str], gen_classes: list[str], n: int, seed: int) -> np.ndarray:
+    """Generator class ids for ``n`` samples in the real class proportions (largest remainder), shuffled."""
+    counts = np.bincount(real_labels, minlength=len(real_classes)).astype(np.float64)
+    present = [c for c, k in zip(real_classes, counts) if k > 0]
+    missing = [c for c in present if c not in gen_classes]
+    if missing:
+        raise DataError(f"the real split has classes {missing} that the generator does not know ({gen_classes})", "evaluate on a split with the generator's classes")
+    share = counts / counts.sum() * n
+    alloc = np.floor(share).astype(np.int64)
+    order = np.argsort(-(share - alloc), kind="stable")
+    alloc[order[: n - alloc.sum()]] += 1
+    ids = np.concatenate([np.full(k, gen_classes.index(real_classes[c]), dtype=np.int64) for c, k in enumerate(alloc) if k > 0])
+    np.random.RandomState(seed).shuffle(ids)
+    return ids
+
+
+@torch.inference_mode()
+def fake_features(
+    generator: torch.nn.Module,
+    spec: dict[str, Any],
+    extractor: Extractor,
+    n: int,
+    *,
+    class_ids: np.ndarray | None,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    want_logits: bool = False,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sample ``n`` images (latents drawn on CPU with ``seed``: the same images on any device) and extract features."""
+    latent = int(spec.get("latent_dim", 100))
+    gen = torch.Generator().manual_seed(int(seed))
+    feats = np.empty((n, extractor.dim), dtype=np.float64)
+    logits: list[np.ndarray] = []
+    for i in range(0, n, batch_size):
+        b = min(batch_size, n - i)
+        z = torch.randn(b, latent, generator=gen).to(device)
+        y = torch.as_tensor(class_ids[i : i + b], device=device) if class_ids is not None else None
+        imgs = to_uint8(generator(z, y) if y is not None else generator(z))
+        feats[i : i + b] = extractor(imgs)
+        if want_logits:
+            logits.append(extractor.class_logits(imgs))
+        if progress:
+            progress("fake features", i + b, n)
+    return feats, (np.concatenate(logits) if want_logits else None)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def append_jsonl(path: str | Path, record: dict[str, Any]) -> Path:
+    """One line per record, written with a single O_APPEND write (concurrent writers do not interleave lines)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def metric_key(split: str, extractor: str, name: str) -> str:
+    return f"{split}/{name}" if extractor == DEFAULT_EXTRACTOR else f"{split}/{extractor}/{name}"
+
+
+def log_to_mlflow(run_id: str, record: dict[str, Any], tracking_uri: str = "") -> None:
+    from histosynth import tracking
+
+    tracking.configure(tracking_uri)
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        client.get_run(run_id)
+    except Exception as e:  # noqa: BLE001 - unknown id, unreachable server
+        raise HistosynthError(f"MLflow run '{run_id}' not found ({e.__class__.__name__})", "pass the run id of a training run on this tracking server (MLFLOW_TRACKING_URI)") from e
+    ts = int(time.time() * 1000)
+    ext = record["extractor"]["name"]
+    client.log_batch(run_id, metrics=[Metric(metric_key(record["split"], ext, k), v, ts, 0) for k, v in record["metrics"].items()])
+    client.set_tag(run_id, f"eval.{record['split']}.{ext}.comparable_with_published", str(record["comparable_with_published"]).lower())
+    stamp = record["timestamp"].replace(":", "").replace("+0000", "Z")
+    client.log_text(run_id, json.dumps(record, indent=2, sort_keys=True, default=str), f"evaluations/{stamp}-{record['split']}-{ext}.json")
+
+
+def evaluate_generator(
+    bundle_path: str | Path,
+    real_root: str | Path,
+    split: str = "test",
+    n_fake: int | None = None,
+    metrics: Sequence[str] | str = M.DEFAULT_METRICS,
+    extractor: str = DEFAULT_EXTRACTOR,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: str = "auto",
+    out_jsonl: str | Path | None = None,
+    mlflow_run_id: str | None = None,
+    *,
+    weights: str | Path | None = None,
+    n_real: int | None = None,
+    metric_options: dict[str, Any] | None = None,
+    tracking_uri: str = "",
+    refresh_cache: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate a generator bundle against a real split; returns the result record (also appended/logged).
+
+    ``n_fake`` None: as many fakes as real patches used. ``n_real`` None: the whole split (else a seeded subset).
+    ``metric_options``: overrides of ``histosynth.metrics.DEFAULTS`` (e.g. ``{"kid_subsets": 50}``).
+    """
+    t_start = time.perf_counter()
+    names = M.resolve_names(metrics)
+    opts = M.options(**{"seed": int(seed), "device": device, **(metric_options or {})})
+    dev = resolve_device(device)
+    if batch_size < 1:
+        raise HistosynthError(f"batch_size={batch_size} must be >= 1")
+    store = open_split(real_root, split)
+    ext = get_extractor(extractor, dev, weights)
+    want_logits = any(n in M.LOGIT_METRICS for n in names)
+    if want_logits and not ext.has_logits:
+        raise HistosynthError(
+            f"the Inception Score needs classifier logits, and extractor '{ext.name}' has none",
+            "the FID Inception (fid-helper default_1.pt) is a pool-features-only network: drop 'is' from the metrics",
+        )
+
+    r_feats, r_stats, idx, cache_info = real_features(store, split, ext, n_real=n_real, seed=seed, batch_size=batch_size, refresh=refresh_cache, progress=progress)
+    n_fake = int(n_fake) if n_fake else len(idx)
+    if n_fake < 2:
+        raise HistosynthError(f"n_fake={n_fake} is too small", "generate at least 2 images (hundreds for stable numbers)")
+
+    bundle = Path(bundle_path)
+    bundle_file = bundle / BUNDLE_FILENAME if bundle.is_dir() else bundle
+    gen, meta = load_generator(bundle_file, dev)
+    spec = meta["spec"]
+    conditional = int(spec.get("num_classes", 0) or 0) > 0
+    class_ids = class_allocation(store.labels[idx], store.classes, list(meta["classes"]), n_fake, seed) if conditional else None
+    t0 = time.perf_counter()
+    f_feats, f_logits = fake_features(gen, spec, ext, n_fake, class_ids=class_ids, seed=seed, batch_size=batch_size, device=dev, want_logits=want_logits, progress=progress)
+    t_fake = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    values, details = M.compute(names, r_feats, f_feats, fake_logits=f_logits, real_stats=r_stats, **opts)
+    t_metrics = time.perf_counter() - t0
+
+    notes = []
+    if not ext.comparable:
+        notes.append(f"{ext.note or 'not comparable with published numbers'} (extractor {ext.name})")
+    if min(len(idx), n_fake) < 2048 and "fid" in names:
+        notes.append(f"FID on {min(len(idx), n_fake)} samples (< 2048 = feature dim): biased upwards, compare only at equal sample sizes")
+    if "kid" in names and details.get("kid_subset_size") == len(idx) == n_fake:
+        notes.append("KID subsets are the whole sets here (n_real = n_fake = subset size): kid_std is 0 by construction, not a confidence")
+    record: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "timestamp": _now(),
+        "model": {
+            "bundle": str(bundle_file),
+            "sha256": _sha256(bundle_file),
+            "arch": spec.get("arch"),
+            "image_size": spec.get("image_size"),
+            "conditional": conditional,
+            "classes": list(meta["classes"]),
+        },
+        "extractor": ext.describe(),
+        "real": {"store": str(store.root), "split": split, "manifest_hash": store.manifest_hash, "classes": store.classes, "patch_size": list(store.patch_size), "subset": n_real is not None and n_real < len(store)},
+        "split": split,
+        "n_real": int(len(idx)),
+        "n_fake": int(n_fake),
+        "fake_class_counts": ({c: int((class_ids == i).sum()) for i, c in enumerate(meta["classes"])} if conditional else None),
+        "seed": int(seed),
+        "metrics": values,
+        "details": details,
+        "options": {k: v for k, v in opts.items() if k not in ("device",)},
+        "comparable_with_published": bool(ext.comparable),
+        "notes": notes,
+        "cache": cache_info,
+        "device": str(dev),
+        "seconds": {"real_features": cache_info["seconds"], "fake_features": t_fake, "metrics": t_metrics, "total": time.perf_counter() - t_start},
+        "histosynth_version": histosynth.__version__,
+        "run_id": mlflow_run_id,
+    }
+    if out_jsonl:
+        append_jsonl(out_jsonl, record)
+    if mlflow_run_id:
+        log_to_mlflow(mlflow_run_id, record, tracking_uri)
+    return record

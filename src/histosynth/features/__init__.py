@@ -1,0 +1,95 @@
+"""Feature extractors behind one interface: ``get_extractor(name, device) -> Extractor``.
+
+======================  =====  ==========================================================  ==========
+name                    dim    network                                                     comparable
+======================  =====  ==========================================================  ==========
+``inception-fid``       2048   TF Inception-v3 2015-12-05 TorchScript (FID/KID standard)   yes
+``vgg16``               4096   torchvision ImageNet VGG-16, fc2 after ReLU (precision/recall)  yes
+``random-inception``    2048   torchvision Inception-v3, seeded random weights (has logits)  no
+``untrained-vgg16``     4096   torchvision VGG-16, seeded random weights                   no
+``mft-snn``             -      reserved: the MFT-SNN domain encoder (registered elsewhere)  -
+======================  =====  ==========================================================  ==========
+
+Random-weight extractors exist for offline smoke tests; they are used only when asked for by name, and every
+result computed with them says "not comparable". Another module adds an extractor with
+``register_extractor(name, factory)`` where ``factory(device: torch.device, weights: str | None) -> Extractor``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from histosynth import defaults
+from histosynth.errors import HistosynthError
+from histosynth.features.base import Extractor, as_float255_nchw, resize_tf1_bilinear, resolve_device, to_uint8
+from histosynth.features.inception import inception_fid, random_inception
+from histosynth.features.vgg import untrained_vgg16, vgg16_fc2
+from histosynth.features.weights import ENV_INCEPTION, ENV_VGG16, weights_dir
+
+ExtractorFactory = Callable[[torch.device, "str | Path | None"], Extractor]
+
+DEFAULT = "inception-fid"
+
+
+def _mft_snn_placeholder(device: torch.device, weights: str | Path | None = None) -> Extractor:
+    raise HistosynthError(
+        "the 'mft-snn' extractor is not available yet (the MFT-SNN encoder is added by the SNN work)",
+        "use --extractor inception-fid; the SNN module registers 'mft-snn' with histosynth.features.register_extractor",
+    )
+
+
+EXTRACTORS: dict[str, ExtractorFactory] = {
+    "inception-fid": inception_fid,
+    "vgg16": vgg16_fc2,
+    "random-inception": random_inception,
+    "untrained-vgg16": untrained_vgg16,
+    "mft-snn": _mft_snn_placeholder,
+}
+_PLACEHOLDERS = {"mft-snn"}
+_loaded: dict[tuple, Extractor] = {}
+
+
+def register_extractor(name: str, factory: ExtractorFactory, *, overwrite: bool = False) -> None:
+    """Add an extractor (``mft-snn`` may replace its placeholder without ``overwrite``)."""
+    if name in EXTRACTORS and name not in _PLACEHOLDERS and not overwrite:
+        raise ValueError(f"extractor '{name}' is already registered")
+    EXTRACTORS[name] = factory
+    _PLACEHOLDERS.discard(name)
+    for key in [k for k in _loaded if k[0] == name]:
+        del _loaded[key]
+
+
+def available_extractors() -> list[str]:
+    return sorted(EXTRACTORS)
+
+
+def get_extractor(name: str = DEFAULT, device: str | torch.device = "auto", weights: str | Path | None = None) -> Extractor:
+    """Load (once per process) the named extractor on ``device`` ("auto": CUDA when present)."""
+    if name not in EXTRACTORS:
+        raise HistosynthError(f"unknown feature extractor '{name}'", f"use one of: {', '.join(available_extractors())}")
+    dev = resolve_device(device)
+    # what the factories read besides their arguments: a changed env/cache/offline state loads afresh
+    context = (os.environ.get(ENV_INCEPTION, ""), os.environ.get(ENV_VGG16, ""), str(weights_dir()), defaults.offline())
+    key = (name, str(dev), str(weights or ""), context)
+    if key not in _loaded:
+        _loaded[key] = EXTRACTORS[name](dev, weights)
+    return _loaded[key]
+
+
+__all__ = [
+    "DEFAULT",
+    "EXTRACTORS",
+    "Extractor",
+    "ExtractorFactory",
+    "as_float255_nchw",
+    "available_extractors",
+    "get_extractor",
+    "register_extractor",
+    "resize_tf1_bilinear",
+    "resolve_device",
+    "to_uint8",
+]
