@@ -14,7 +14,7 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from histosynth.cli import data, train  # noqa: F401  (modules attach their commands to `app`)
+    from histosynth.cli import data, evaluate, export, pipeline, registry, serve, synth, train  # noqa: F401  (modules attach their commands to `app`)
 
 
 def main() -> None:

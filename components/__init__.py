@@ -1,0 +1,13 @@
+"""KFP v2 lightweight components: one per stage, each a thin call into ``histosynth.stages``.
+
+Each declares the container image it runs in (``components.images``); locally, ``kfp.local`` runs the same
+functions in subprocesses of the current Python, which has ``histosynth`` installed.
+"""
+
+from components.data import prepare_data
+from components.evaluate import evaluate_gan
+from components.export import export_onnx
+from components.register import register_gan
+from components.train import train_gan
+
+__all__ = ["prepare_data", "train_gan", "evaluate_gan", "register_gan", "export_onnx"]

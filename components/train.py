@@ -1,0 +1,28 @@
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.images import GPU_IMAGE
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def train_gan(
+    splits: Input[Dataset],
+    config_yaml: str,
+    overrides: list,
+    tracking_uri: str,
+    generator: Output[Model],
+    train_metrics: Output[Metrics],
+) -> NamedTuple("TrainOutputs", [("run_id", str)]):
+    """Train the GAN described by `config_yaml` (a preset's text) on the splits; tracked in MLflow."""
+    from collections import namedtuple
+
+    from histosynth.stages import train_stage
+
+    result = train_stage(splits.path, config_yaml, [str(o) for o in overrides], tracking_uri, generator.path)
+    generator.metadata.update({"run_id": result["run_id"], "device": result["device"], "steps": result["steps"]})
+    for key, value in result["metrics"].items():
+        train_metrics.log_metric(key, float(value))
+    train_metrics.log_metric("wall_s", float(result["wall_s"]))
+    return namedtuple("TrainOutputs", ["run_id"])(result["run_id"])

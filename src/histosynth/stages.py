@@ -1,0 +1,124 @@
+"""Pipeline stages as plain functions over paths and strings.
+
+Each KFP component (``components/``) is a thin wrapper around one of these, so the same code runs from the
+CLI, from ``kfp.local`` and on a cluster. Nothing here knows about KFP, Docker or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from histosynth.errors import DataError
+
+
+def prepare_splits(
+    out_dir: str | Path,
+    data_repo: str = "",
+    data_rev: str = "",
+    data_path: str = "data/splits",
+    patch: dict[str, Any] | None = None,
+    split: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Materialise train/val/test patch stores in ``out_dir``.
+
+    With ``data_repo`` (a Git URL or a local checkout), the DVC-versioned ``data_path`` at ``data_rev`` is
+    fetched from that repository's DVC remote (``dvc get``): the data a run sees is pinned by a Git revision.
+    Without it, the embedded sample dataset is built from scratch (samples -> patches -> splits).
+    """
+    out = Path(out_dir)
+    if data_repo:
+        from dvc.repo import Repo
+
+        tmp = out.with_name(out.name + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            Repo.get(data_repo, data_path, out=str(tmp), rev=data_rev or None)
+        except Exception as e:  # noqa: BLE001 - DVC raises many kinds; all mean "could not fetch"
+            raise DataError(
+                f"could not fetch '{data_path}' from DVC repo '{data_repo}' (rev {data_rev or 'HEAD'}): {e}",
+                "check the repo URL/revision, that `dvc push` ran, and that the DVC remote is reachable",
+            ) from e
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    else:
+        from histosynth.data.patches import build_patches
+        from histosynth.data.samples import fetch_samples
+        from histosynth.data.split import split_store
+
+        with tempfile.TemporaryDirectory(prefix="histosynth-data-") as work:
+            raw, patches = Path(work) / "raw", Path(work) / "patches"
+            fetch_samples(raw, progress=False)
+            build_patches(raw, patches, **(patch or {}), progress=False)
+            split_store(patches, out, **(split or {}), progress=False)
+    report_path = out / "split_report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    from histosynth.data.store import PatchStore
+
+    counts = {s: len(PatchStore(out / s)) for s in ("train", "val", "test") if (out / s / "manifest.json").is_file()}
+    if not counts.get("train"):
+        raise DataError(f"'{out}' holds no train split", "point data_path at the output of `histosynth data split`")
+    return {"counts": counts, "classes": PatchStore(out / "train").classes, "report": report}
+
+
+def train_stage(splits_dir: str | Path, config_yaml: str, overrides: list[str], tracking_uri: str, bundle_out: str | Path) -> dict[str, Any]:
+    """Train from a preset given as YAML text (pipelines carry it as a parameter) on ``splits_dir``."""
+    from histosynth.config import load_config
+    from histosynth.train.trainer import train
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(config_yaml)
+    try:
+        cfg = load_config(f.name, [*overrides, f"data.root={Path(splits_dir).absolute()}"])
+    finally:
+        Path(f.name).unlink()
+    if tracking_uri:
+        cfg.tracking.tracking_uri = tracking_uri
+    result = train(cfg, progress=False)
+    dest = Path(bundle_out)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(result.bundle, dest / result.bundle.name)
+    return result.to_dict()
+
+
+def evaluate_stage(
+    bundle_dir: str | Path,
+    splits_dir: str | Path,
+    run_id: str,
+    tracking_uri: str,
+    out_jsonl: str | Path,
+    n_fake: int = 0,
+    extractor: str = "inception-fid",
+    metrics: str = "fid,kid,precision_recall,density_coverage",
+    split: str = "test",
+) -> dict[str, Any]:
+    from histosynth.evaluate import evaluate_generator
+
+    return evaluate_generator(
+        bundle_dir,
+        splits_dir,
+        split=split,
+        n_fake=n_fake or None,
+        metrics=metrics,
+        extractor=extractor,
+        out_jsonl=out_jsonl,
+        mlflow_run_id=run_id or None,
+        tracking_uri=tracking_uri,
+    )
+
+
+def register_stage(run_id: str, name: str, alias: str, tracking_uri: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
+    from histosynth.registry import model_version_info, register_generator
+
+    mv = register_generator(None, name, run_id=run_id, alias=alias or None, tracking_uri=tracking_uri, tags=tags)
+    return model_version_info(mv)
+
+
+def export_stage(name: str, version: str, tracking_uri: str, out_dir: str | Path) -> dict[str, Any]:
+    from histosynth.export import export_registered
+
+    report = export_registered(name, version=version, out_dir=out_dir, tracking_uri=tracking_uri)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in report.items()}

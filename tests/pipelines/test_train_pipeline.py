@@ -1,0 +1,106 @@
+"""The training pipeline: compiled IR for Kubeflow, and a real kfp.local run on the smoke preset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def histosynth(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "histosynth"
+    return subprocess.run([str(exe), *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("ir") / "train.yaml"
+    proc = histosynth("pipeline", "compile", "train", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    # two documents: the pipeline spec, then the Kubernetes platform spec (node selector, tolerations)
+    spec, platform = yaml.safe_load_all(out.read_text())
+    return {**spec, **platform}
+
+
+@pytest.mark.unit
+def test_compiled_pipeline_has_every_stage_in_order(compiled):
+    tasks = compiled["root"]["dag"]["tasks"]
+    assert set(tasks) == {"prepare-data", "train-gan", "evaluate-gan", "register-gan", "export-onnx"}
+    assert tasks["train-gan"]["dependentTasks"] == ["prepare-data"]
+    assert set(tasks["register-gan"]["dependentTasks"]) == {"evaluate-gan", "train-gan"}
+    assert tasks["export-onnx"]["dependentTasks"] == ["register-gan"]
+    # typed artifacts flow between steps
+    inputs = tasks["evaluate-gan"]["inputs"]["artifacts"]
+    assert inputs["generator"]["taskOutputArtifact"] == {"outputArtifactKey": "generator", "producerTask": "train-gan"}
+    assert compiled["components"]["comp-train-gan"]["outputDefinitions"]["artifacts"]["generator"]["artifactType"]["schemaTitle"] == "system.Model"
+
+
+@pytest.mark.unit
+def test_training_step_requests_a_gpu_node(compiled):
+    executors = compiled["deploymentSpec"]["executors"]
+    train = executors["exec-train-gan"]["container"]
+    assert train["resources"]["accelerator"]["resourceCount"] == "1"
+    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert "cuda" in train["image"]
+    assert "cpu" in executors["exec-register-gan"]["container"]["image"]
+    k8s = compiled["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-gan"]
+    assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+    assert k8s["tolerations"][0]["key"] == "nvidia.com/gpu" and k8s["tolerations"][0]["effect"] == "NoSchedule"
+
+
+@pytest.mark.unit
+def test_default_preset_is_compiled_in_and_editable(compiled):
+    params = compiled["root"]["inputDefinitions"]["parameters"]
+    preset = yaml.safe_load(params["config_yaml"]["defaultValue"])
+    assert preset["method"] == "dcgan"
+    assert params["overrides"]["parameterType"] == "LIST"
+
+
+@pytest.mark.unit
+def test_unknown_pipeline_names_the_available_ones():
+    proc = histosynth("pipeline", "compile", "nope")
+    assert proc.returncode == 2
+    assert "no pipeline 'nope'" in proc.stderr and "train" in proc.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_local_run_trains_registers_and_exports(tmp_path):
+    """kfp.local with the embedded sample data built inside the run, the smoke preset, a local MLflow store."""
+    home = Path(os.environ["HISTOSYNTH_HOME"])
+    proc = histosynth(
+        "pipeline", "run", "train",
+        "--config", "configs/dcgan-quick.yaml",
+        "--data-repo", "",
+        "--model-name", "tiny-dcgan",
+        "--eval-n-fake", "64",
+        "--eval-metrics", "fid,kid",
+        "--pipeline-root", str(tmp_path / "runs"),
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "pipeline 'train' finished" in proc.stdout
+
+    bundle = next((tmp_path / "runs").rglob("generator.pt"))
+    onnx = next((tmp_path / "runs").rglob("model.onnx"))
+    assert bundle.stat().st_size > 10_000 and onnx.stat().st_size > 10_000
+    results = next(p for p in (tmp_path / "runs").rglob("results") if p.is_file())
+    record = json.loads(results.read_text().splitlines()[-1])
+    assert record["metrics"]["fid"] > 0
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    mv = client.get_model_version_by_alias("tiny-dcgan", "candidate")
+    assert str(mv.version) == "1"
+    assert float(mv.tags["onnx_parity_max_abs_diff"]) < 1e-3
+    run = client.get_run(mv.run_id)
+    assert run.data.params["data.image_size"] == "32"
+    assert any(k.endswith("fid") for k in run.data.metrics)
+    assert "data.manifest_hash" in run.data.params
