@@ -14,7 +14,15 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from histosynth.cli import data, evaluate, export, pipeline, registry, serve, synth, train  # noqa: F401  (modules attach their commands to `app`)
+    # each module attaches its commands to `app`
+    import histosynth.cli.data  # noqa: F401
+    import histosynth.cli.train  # noqa: F401
+    import histosynth.cli.evaluate  # noqa: F401
+    import histosynth.cli.registry  # noqa: F401
+    import histosynth.cli.export  # noqa: F401
+    import histosynth.cli.serve  # noqa: F401
+    import histosynth.cli.synth  # noqa: F401
+    import histosynth.cli.pipeline  # noqa: F401
 
 
 def main() -> None:
