@@ -96,7 +96,8 @@ def test_local_run_trains_registers_and_exports(tmp_path):
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # explicit: earlier in-process tests set a global registry URI
     mv = client.get_model_version_by_alias("tiny-dcgan", "candidate")
     assert str(mv.version) == "1"
     assert float(mv.tags["onnx_parity_max_abs_diff"]) < 1e-3
