@@ -36,6 +36,13 @@ def test_class_lookup():
         plain.class_id("benign")
 
 
+def test_unconditional_model_trained_on_several_classes_takes_no_class():
+    info = ModelInfo("g", 64, 100, 64, 3, ["blood_smear", "he_skin"], ["z"], ["images_uint8", "images"])
+    assert not info.conditional
+    with pytest.raises(HistosynthError, match="unconditional"):
+        info.class_id("he_skin")
+
+
 def test_write_pngs(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
     result = SynthResult(images, np.array([1, 0, 1]), "m", "2")

@@ -49,7 +49,9 @@ class ModelInfo:
 
     @property
     def conditional(self) -> bool:
-        return len(self.classes) > 0
+        """Whether the model takes a class id: its inputs say so (an unconditional model trained on several
+        classes still lists their names)."""
+        return INPUT_CLASS in self.inputs
 
     def class_id(self, name: str) -> int:
         if not self.conditional:
