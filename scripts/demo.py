@@ -59,6 +59,19 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     raise SystemExit(f"Triton did not become ready at {url} within {timeout:.0f} s")
 
 
+def trained_run() -> dict[str, str]:
+    """The MLflow run behind the candidate version, for the summary."""
+    from mlflow import MlflowClient
+
+    from histosynth import defaults, tracking
+
+    uri = defaults.mlflow_tracking_uri()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mv = client.get_model_version_by_alias(MODEL, "candidate")
+    run = client.get_run(mv.run_id)
+    return {"version": str(mv.version), "run_id": mv.run_id, "link": tracking.run_link(uri, run.info.experiment_id, mv.run_id)}
+
+
 def main() -> int:
     t0 = time.perf_counter()
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
@@ -87,7 +100,10 @@ def main() -> int:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+    run = trained_run()
     print(f"\n\033[1;32mdemo finished in {time.perf_counter() - t0:.0f} s\033[0m")
+    print(f"  registered model: {MODEL}@candidate = version {run['version']} (MLflow run {run['run_id']})")
+    print(f"  training run:     {run['link']}")
     print(f"  synthetic images: {out_dir} (manifest.json beside them)")
     print(f"  MLflow store:     {ROOT / '.histosynth' / 'mlflow.db'}  ->  mlflow ui --backend-store-uri sqlite:///.histosynth/mlflow.db")
     print(f"  data lineage:     dvc.lock, remote {ROOT / '.histosynth' / 'dvc-remote'}")
