@@ -71,7 +71,18 @@ class TrainConfig:
     sample_every: int = 1  # epochs between sample grids
     checkpoint_every: int = 1  # epochs between checkpoints
     n_samples: int = 64  # images in the fixed-noise grid
+    ema_decay: float = 0.0  # >0: exponential moving average of G's weights, used for samples and the bundle
     out_dir: str = ""  # empty: <state>/runs/<run name>
+
+
+@dataclass
+class RLEOConfig:
+    """RL-EO (DESIGN 1.1): D minimises L_D - weight * mean(similarity(real_i, fake_i)) from a frozen MFT-SNN."""
+
+    enabled: bool = False
+    snn: str = ""  # trained similarity network (`histosynth snn train`), loaded by histosynth.snn.load_similarity
+    weight: float = 0.3  # reward weight w (paper: 0.3)
+    half: bool = True  # run the SNN in half precision on CUDA (fp32 on CPU)
 
 
 @dataclass
@@ -90,6 +101,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    rl_eo: RLEOConfig = field(default_factory=RLEOConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,20 +182,25 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
 
 
+def read_preset(preset: str | Path, example: str = "configs/dcgan-samples.yaml") -> dict[str, Any]:
+    """A YAML preset as a mapping of sections, with a clear error for a missing, invalid or non-mapping file."""
+    path = Path(preset)
+    if not path.is_file():
+        raise ConfigError(f"config preset '{path}' not found", f"pass a file from configs/, e.g. {example}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config preset '{path}' is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config preset '{path}' must be a mapping of sections")
+    return data
+
+
 def load_config(preset: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML preset, then ``section.key=value`` overrides."""
     cfg = Config()
     if preset:
-        path = Path(preset)
-        if not path.is_file():
-            raise ConfigError(f"config preset '{path}' not found", "pass a file from configs/, e.g. configs/dcgan-samples.yaml")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config preset '{path}' is not valid YAML: {e}") from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"config preset '{path}' must be a mapping of sections")
-        _merge(cfg, data, "")
+        _merge(cfg, read_preset(preset), "")
     return apply_overrides(cfg, overrides)
 
 
@@ -200,6 +217,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.batch_size must be >= 2 (batch norm needs more than one sample)")
     if cfg.train.device not in ("auto", "cpu", "cuda") and not cfg.train.device.startswith("cuda:"):
         raise ConfigError(f"train.device={cfg.train.device!r} is not a device", "use auto, cpu, cuda or cuda:N")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay={cfg.train.ema_decay} must be in [0, 1)", "use 0 (off) or e.g. 0.999")
+    if cfg.rl_eo.weight < 0:
+        raise ConfigError(f"rl_eo.weight={cfg.rl_eo.weight} must be >= 0", "the paper uses 0.3")
 
 
 def config_hash(cfg: Config) -> str:
