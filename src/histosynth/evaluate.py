@@ -129,8 +129,11 @@ def fake_features(
     device: torch.device,
     want_logits: bool = False,
     progress: Progress | None = None,
+    images_out: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Sample ``n`` images (latents drawn on CPU with ``seed``: the same images on any device) and extract features."""
+    """Sample ``n`` images (latents drawn on CPU with ``seed``: the same images on any device) and extract features.
+
+    ``images_out``: when given, the uint8 NHWC batches are appended to it (for diagnostics and other extractors)."""
     latent = int(spec.get("latent_dim", 100))
     gen = torch.Generator().manual_seed(int(seed))
     feats = np.empty((n, extractor.dim), dtype=np.float64)
@@ -141,6 +144,8 @@ def fake_features(
         y = torch.as_tensor(class_ids[i : i + b], device=device) if class_ids is not None else None
         imgs = to_uint8(generator(z, y) if y is not None else generator(z))
         feats[i : i + b] = extractor(imgs)
+        if images_out is not None:
+            images_out.append(imgs.permute(0, 2, 3, 1).cpu().numpy())
         if want_logits:
             logits.append(extractor.class_logits(imgs))
         if progress:
@@ -196,6 +201,14 @@ def log_to_mlflow(run_id: str, record: dict[str, Any], tracking_uri: str = "") -
     client.set_tag(run_id, f"eval.{record['split']}.{ext}.comparable_with_published", str(record["comparable_with_published"]).lower())
     stamp = record["timestamp"].replace(":", "").replace("+0000", "Z")
     client.log_text(run_id, json.dumps(record, indent=2, sort_keys=True, default=str), f"evaluations/{stamp}-{record['split']}-{ext}.json")
+    tstr = record.get("tstr") or {}
+    extra = [Metric(f"tstr/{setting.replace('+', '_')}/{k}_{stat}", v[stat], ts, 0) for setting, res in tstr.get("settings", {}).items() for k, v in res.items() if isinstance(v, dict) and "mean" in v for stat in ("mean", "std")]
+    if extra:
+        client.log_batch(run_id, metrics=extra)
+    files = [Path(d["path"]) for d in (record.get("diagnostics") or {}).values() if d.get("path")] + [Path(p) for p in (record.get("report") or {}).values()]
+    for f in files:
+        if f.is_file():
+            client.log_artifact(run_id, str(f), f"evaluations/{stamp}-{record['split']}-{ext}")
 
 
 def evaluate_generator(
@@ -217,11 +230,26 @@ def evaluate_generator(
     tracking_uri: str = "",
     refresh_cache: bool = False,
     progress: Progress | None = None,
+    cmmd_extractor: str | None = None,
+    tstr: str = "off",
+    tstr_options: dict[str, Any] | None = None,
+    tsne: bool = False,
+    knn: int = 0,
+    knn_rows: int = 8,
+    artifacts_dir: str | Path | None = None,
+    report: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a generator bundle against a real split; returns the result record (also appended/logged).
 
     ``n_fake`` None: as many fakes as real patches used. ``n_real`` None: the whole split (else a seeded subset).
     ``metric_options``: overrides of ``histosynth.metrics.DEFAULTS`` (e.g. ``{"kid_subsets": 50}``).
+
+    Beyond the metrics: ``cmmd_extractor`` computes ``cmmd`` on another extractor's features (e.g.
+    ``clip-vit-l14-336`` for the paper's CLIP-CMMD) from the same generated images; ``tstr`` "on" runs the
+    downstream protocol (``histosynth.downstream``, options ``tstr_options``; refuses unconditional generators),
+    "auto" runs it for class-conditional ones and records why it was skipped otherwise; ``tsne`` / ``knn`` (K)
+    write the diagnostics PNGs; ``report`` writes report.md/.html. Files go to ``artifacts_dir`` (default: an
+    ``eval-<time>`` folder beside ``out_jsonl``, else under the state folder) and, with a run id, to MLflow.
     """
     t_start = time.perf_counter()
     names = M.resolve_names(metrics)
@@ -229,6 +257,13 @@ def evaluate_generator(
     dev = resolve_device(device)
     if batch_size < 1:
         raise HistosynthError(f"batch_size={batch_size} must be >= 1")
+    if tstr not in ("off", "on", "auto"):
+        raise HistosynthError(f"tstr='{tstr}'", "use off, on (refuses unconditional generators) or auto (skips them, saying why)")
+    tstr_cfg = None
+    if tstr != "off":
+        from histosynth.downstream.tstr import TstrConfig
+
+        tstr_cfg = TstrConfig.from_dict({"seed": int(seed), "device": device, **(tstr_options or {})})
     store = open_split(real_root, split)
     ext = get_extractor(extractor, dev, weights)
     want_logits = any(n in M.LOGIT_METRICS for n in names)
@@ -248,13 +283,37 @@ def evaluate_generator(
     gen, meta = load_generator(bundle_file, dev)
     spec = meta["spec"]
     conditional = int(spec.get("num_classes", 0) or 0) > 0
+    if tstr == "on" and not conditional:
+        from histosynth.downstream.tstr import generator_source
+
+        generator_source(gen, spec, list(meta["classes"]), store.classes, 0, dev, seed)  # raises the explanation
     class_ids = class_allocation(store.labels[idx], store.classes, list(meta["classes"]), n_fake, seed) if conditional else None
+    separate_cmmd = "cmmd" in names and bool(cmmd_extractor) and cmmd_extractor != ext.name
+    keep: list[np.ndarray] | None = [] if (knn or separate_cmmd) else None
     t0 = time.perf_counter()
-    f_feats, f_logits = fake_features(gen, spec, ext, n_fake, class_ids=class_ids, seed=seed, batch_size=batch_size, device=dev, want_logits=want_logits, progress=progress)
+    f_feats, f_logits = fake_features(gen, spec, ext, n_fake, class_ids=class_ids, seed=seed, batch_size=batch_size, device=dev, want_logits=want_logits, progress=progress, images_out=keep)
     t_fake = time.perf_counter() - t0
+    f_images = np.concatenate(keep) if keep else None
 
     t0 = time.perf_counter()
-    values, details = M.compute(names, r_feats, f_feats, fake_logits=f_logits, real_stats=r_stats, **opts)
+    handle = None
+    if "ppl" in names:
+        from histosynth.metrics.ppl import GeneratorHandle
+
+        ppl_ids = class_allocation(store.labels[idx], store.classes, list(meta["classes"]), int(opts["ppl_samples"]), seed) if conditional else None
+        handle = GeneratorHandle(fn=lambda z, y: gen(z, y) if y is not None else gen(z), latent_dim=int(spec.get("latent_dim", 100)), device=dev, class_ids=ppl_ids)
+    values, details = M.compute([n for n in names if not (separate_cmmd and n == "cmmd")], r_feats, f_feats, fake_logits=f_logits, real_stats=r_stats, generator=handle, progress=progress, **opts)
+    if separate_cmmd:
+        c_ext = get_extractor(str(cmmd_extractor), dev)
+        c_real, _, _, _ = real_features(store, split, c_ext, n_real=n_real, seed=seed, batch_size=batch_size, refresh=refresh_cache, progress=progress)
+        c_fake = c_ext.extract(f_images, batch_size=batch_size)
+        c_vals, c_details = M.compute(["cmmd"], c_real, c_fake, **opts)
+        values = {**values, **c_vals}
+        details.update({k: v for k, v in c_details.items() if k != "seconds"})
+    if "cmmd" in names:
+        from histosynth.metrics import cmmd as cmmd_metric
+
+        details["cmmd_features"] = cmmd_metric.label(str(cmmd_extractor) if separate_cmmd else ext.name)
     t_metrics = time.perf_counter() - t0
 
     notes = []
@@ -262,6 +321,11 @@ def evaluate_generator(
         notes.append(f"{ext.note or 'not comparable with published numbers'} (extractor {ext.name})")
     if min(len(idx), n_fake) < 2048 and "fid" in names:
         notes.append(f"FID on {min(len(idx), n_fake)} samples (< 2048 = feature dim): biased upwards, compare only at equal sample sizes")
+    if "cmmd" in names and "NOT CLIP-CMMD" in details["cmmd_features"]:
+        notes.append(f"cmmd is {details['cmmd_features']}")
+    if "ppl" in names:
+        d = details["ppl_setup"]["distance"]
+        notes.append(f"ppl uses the {d['name']} distance ({d['note']}); {details['ppl_setup']['samples']} pairs")
     if "kid" in names and details.get("kid_subset_size") == len(idx) == n_fake:
         notes.append("KID subsets are the whole sets here (n_real = n_fake = subset size): kid_std is 0 by construction, not a confidence")
     record: dict[str, Any] = {
@@ -293,8 +357,47 @@ def evaluate_generator(
         "histosynth_version": histosynth.__version__,
         "run_id": mlflow_run_id,
     }
+    if tstr_cfg is not None or tsne or knn or report:
+        art = Path(artifacts_dir) if artifacts_dir else _default_artifacts_dir(out_jsonl, record)
+        record["artifacts_dir"] = str(art)
+        if tstr_cfg is not None:
+            record["tstr"] = _run_tstr(bundle_file, real_root, tstr_cfg, conditional, progress)
+        diag: dict[str, Any] = {}
+        if tsne:
+            from histosynth.diagnostics import tsne_plot
+
+            diag["tsne"] = tsne_plot(r_feats, f_feats, art / "tsne.png", seed=seed, real_labels=store.labels[idx], classes=store.classes, title=f"t-SNE of {ext.name} features: {len(idx)} real ({split}) vs {n_fake} synthetic")
+        if knn:
+            from histosynth.diagnostics import memorization_check
+
+            diag["knn"] = memorization_check(f_feats, f_images, r_feats, store.images[idx], art / "knn.png", k=int(knn), rows=int(knn_rows), seed=seed, device=device)
+            diag["knn"]["features"] = ext.name
+        if diag:
+            record["diagnostics"] = diag
+        record["seconds"]["total"] = time.perf_counter() - t_start
+        if report:
+            from histosynth.report import write_report
+
+            record["report"] = {k: str(v) for k, v in write_report([record], art).items()}
     if out_jsonl:
         append_jsonl(out_jsonl, record)
     if mlflow_run_id:
         log_to_mlflow(mlflow_run_id, record, tracking_uri)
     return record
+
+
+def _default_artifacts_dir(out_jsonl: str | Path | None, record: dict[str, Any]) -> Path:
+    from histosynth import defaults
+
+    stamp = record["timestamp"].replace(":", "").replace("+0000", "Z")
+    base = Path(out_jsonl).parent if out_jsonl else defaults.paths().home / "evaluations"
+    return base / f"eval-{stamp}-{record['split']}-{record['extractor']['name']}"
+
+
+def _run_tstr(bundle_file: Path, real_root: str | Path, cfg: Any, conditional: bool, progress: Progress | None) -> dict[str, Any]:
+    """TSTR for a conditional generator; for an unconditional one (mode auto) the reason it was skipped."""
+    if not conditional:
+        return {"skipped": "unconditional generator: its samples carry no class labels, so a classifier cannot be trained on them (train with data.conditional=true)"}
+    from histosynth.downstream.tstr import tstr_for_bundle
+
+    return tstr_for_bundle(bundle_file, real_root, cfg, progress=progress)

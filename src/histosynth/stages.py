@@ -64,15 +64,24 @@ def prepare_splits(
     return {"counts": counts, "classes": PatchStore(out / "train").classes, "report": report}
 
 
-def train_stage(splits_dir: str | Path, config_yaml: str, overrides: list[str], tracking_uri: str, bundle_out: str | Path) -> dict[str, Any]:
-    """Train from a preset given as YAML text (pipelines carry it as a parameter) on ``splits_dir``."""
+def train_stage(
+    splits_dir: str | Path, config_yaml: str, overrides: list[str], tracking_uri: str, bundle_out: str | Path, snn: str | Path = ""
+) -> dict[str, Any]:
+    """Train from a preset given as YAML text (pipelines carry it as a parameter) on ``splits_dir``.
+
+    ``snn``: a trained MFT-SNN (snn.pt or its folder) for RL-EO; it switches the reward on (``rl_eo.enabled``)."""
     from histosynth.config import load_config
+    from histosynth.snn.mft_snn import FILENAME as SNN_FILENAME
     from histosynth.train.trainer import train
 
+    extra = [f"data.root={Path(splits_dir).absolute()}"]
+    if snn:
+        path = Path(snn) / SNN_FILENAME if Path(snn).is_dir() else Path(snn)
+        extra += ["rl_eo.enabled=true", f"rl_eo.snn={path.absolute()}"]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(config_yaml)
     try:
-        cfg = load_config(f.name, [*overrides, f"data.root={Path(splits_dir).absolute()}"])
+        cfg = load_config(f.name, [*overrides, *extra])
     finally:
         Path(f.name).unlink()
     if tracking_uri:
@@ -94,8 +103,25 @@ def evaluate_stage(
     extractor: str = "inception-fid",
     metrics: str = "fid,kid,precision_recall,density_coverage",
     split: str = "test",
+    metric_options: str = "",
+    tstr: str = "auto",
+    tstr_options: str = "",
+    diagnostics: bool = True,
+    artifacts_dir: str | Path | None = None,
 ) -> dict[str, Any]:
+    """Metrics, TSTR (``tstr`` off/on/auto; ``tstr_options`` a JSON object of ``TstrConfig`` fields), t-SNE and
+    the 5-NN memorization grid (``diagnostics``) and the report, all logged to ``run_id``. Options arrive as
+    JSON text because pipeline parameters are plain strings."""
     from histosynth.evaluate import evaluate_generator
+
+    def as_dict(text: str, what: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as e:
+            raise DataError(f"{what} is not a JSON object: {e}", 'write it like {"epochs": 2}') from e
+        if not isinstance(value, dict):
+            raise DataError(f"{what} is not a JSON object", 'write it like {"epochs": 2}')
+        return value
 
     return evaluate_generator(
         bundle_dir,
@@ -107,6 +133,13 @@ def evaluate_stage(
         out_jsonl=out_jsonl,
         mlflow_run_id=run_id or None,
         tracking_uri=tracking_uri,
+        metric_options=as_dict(metric_options, "metric_options"),
+        tstr=tstr,
+        tstr_options=as_dict(tstr_options, "tstr_options"),
+        tsne=diagnostics,
+        knn=5 if diagnostics else 0,
+        artifacts_dir=artifacts_dir,
+        report=True,
     )
 
 

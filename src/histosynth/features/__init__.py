@@ -7,7 +7,9 @@ name                    dim    network                                          
 ``vgg16``               4096   torchvision ImageNet VGG-16, fc2 after ReLU (precision/recall)  yes
 ``random-inception``    2048   torchvision Inception-v3, seeded random weights (has logits)  no
 ``untrained-vgg16``     4096   torchvision VGG-16, seeded random weights                   no
-``mft-snn``             -      reserved: the MFT-SNN domain encoder (registered elsewhere)  -
+``clip-vit-l14-336``    768    OpenAI CLIP ViT-L/14@336px image embedding (CLIP-CMMD)      no (CMMD: yes)
+``clip-vit-b16``        512    OpenAI CLIP ViT-B/16 image embedding (lighter)               no
+``mft-snn``             128    MFT-SNN encoder embedding; weights = an ``snn.pt`` bundle     no
 ======================  =====  ==========================================================  ==========
 
 Random-weight extractors exist for offline smoke tests; they are used only when asked for by name, and every
@@ -26,6 +28,7 @@ import torch
 from histosynth import defaults
 from histosynth.errors import HistosynthError
 from histosynth.features.base import Extractor, as_float255_nchw, resize_tf1_bilinear, resolve_device, to_uint8
+from histosynth.features.clip import ENV_CLIP, clip_vit_b16, clip_vit_l14_336
 from histosynth.features.inception import inception_fid, random_inception
 from histosynth.features.vgg import untrained_vgg16, vgg16_fc2
 from histosynth.features.weights import ENV_INCEPTION, ENV_VGG16, weights_dir
@@ -36,10 +39,13 @@ DEFAULT = "inception-fid"
 
 
 def _mft_snn_placeholder(device: torch.device, weights: str | Path | None = None) -> Extractor:
-    raise HistosynthError(
-        "the 'mft-snn' extractor is not available yet (the MFT-SNN encoder is added by the SNN work)",
-        "use --extractor inception-fid; the SNN module registers 'mft-snn' with histosynth.features.register_extractor",
-    )
+    """Import histosynth.snn (it registers the real factory with register_extractor), then delegate to it."""
+    import histosynth.snn  # noqa: F401 - registers 'mft-snn'
+
+    factory = EXTRACTORS["mft-snn"]
+    if factory is _mft_snn_placeholder:
+        raise HistosynthError("the 'mft-snn' extractor did not register", "check that histosynth.snn imports (python -c 'import histosynth.snn')")
+    return factory(device, weights)
 
 
 EXTRACTORS: dict[str, ExtractorFactory] = {
@@ -47,6 +53,8 @@ EXTRACTORS: dict[str, ExtractorFactory] = {
     "vgg16": vgg16_fc2,
     "random-inception": random_inception,
     "untrained-vgg16": untrained_vgg16,
+    "clip-vit-l14-336": clip_vit_l14_336,
+    "clip-vit-b16": clip_vit_b16,
     "mft-snn": _mft_snn_placeholder,
 }
 _PLACEHOLDERS = {"mft-snn"}
@@ -73,7 +81,7 @@ def get_extractor(name: str = DEFAULT, device: str | torch.device = "auto", weig
         raise HistosynthError(f"unknown feature extractor '{name}'", f"use one of: {', '.join(available_extractors())}")
     dev = resolve_device(device)
     # what the factories read besides their arguments: a changed env/cache/offline state loads afresh
-    context = (os.environ.get(ENV_INCEPTION, ""), os.environ.get(ENV_VGG16, ""), str(weights_dir()), defaults.offline())
+    context = (os.environ.get(ENV_INCEPTION, ""), os.environ.get(ENV_VGG16, ""), os.environ.get(ENV_CLIP, ""), str(weights_dir()), defaults.offline())
     key = (name, str(dev), str(weights or ""), context)
     if key not in _loaded:
         _loaded[key] = EXTRACTORS[name](dev, weights)

@@ -12,6 +12,8 @@ name                   keys
 ``precision_recall``   precision, recall, f1 (k = pr_k = 3)
 ``density_coverage``   density, coverage (k = dc_k = 5)
 ``is``                 is_mean, is_std — needs an extractor with classifier logits
+``cmmd``               cmmd (x1000, RBF sigma 10 on L2-normalised features; CLIP-CMMD only on CLIP)
+``ppl``                ppl — needs the generator (``generator=GeneratorHandle``), not features
 =====================  ==========================================================================
 """
 
@@ -23,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from histosynth.errors import HistosynthError
-from histosynth.metrics import density_coverage, fid, inception_score, kid, precision_recall
+from histosynth.metrics import cmmd, density_coverage, fid, inception_score, kid, ppl, precision_recall
 from histosynth.metrics._manifold import manifold_metrics
 from histosynth.metrics.defaults import DEFAULTS
 
@@ -35,9 +37,12 @@ METRICS: dict[str, MetricFn] = {
     "precision_recall": precision_recall.compute,
     "density_coverage": density_coverage.compute,
     "is": inception_score.compute,
+    "cmmd": cmmd.compute,
+    "ppl": ppl.compute,
 }
-ALIASES = {"pr": "precision_recall", "prc": "precision_recall", "dc": "density_coverage", "prdc": "density_coverage", "isc": "is", "inception_score": "is"}
+ALIASES = {"pr": "precision_recall", "prc": "precision_recall", "dc": "density_coverage", "prdc": "density_coverage", "isc": "is", "inception_score": "is", "perceptual_path_length": "ppl"}
 LOGIT_METRICS = {"is"}  # computed on classifier logits, not on features
+GENERATOR_METRICS = {"ppl"}  # computed on the generator itself (``generator=``), not on features
 DEFAULT_METRICS = ("fid", "kid", "precision_recall", "density_coverage")
 
 frechet_distance = fid.frechet_distance
@@ -76,6 +81,8 @@ def compute(
     real_logits: np.ndarray | None = None,
     fake_logits: np.ndarray | None = None,
     real_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    generator: ppl.GeneratorHandle | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     **overrides: Any,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """-> (metrics: name -> float, details: routes, k, subset sizes, seconds per metric)."""
@@ -91,7 +98,9 @@ def compute(
                 values.update(manifold_metrics(real, fake, pr_k=opts["pr_k"], dc_k=opts["dc_k"], device=opts["device"], block_elems=opts["block_elems"]))
                 timings["precision_recall+density_coverage"] = time.perf_counter() - t0
             continue
-        if name in LOGIT_METRICS:
+        if name in GENERATOR_METRICS:
+            values.update(METRICS[name](generator=generator, progress=progress, **opts))
+        elif name in LOGIT_METRICS:
             if fake_logits is None:
                 raise HistosynthError(
                     f"metric '{name}' needs classifier logits, and this extractor has none",
@@ -109,4 +118,4 @@ def compute(
     return metrics, details
 
 
-__all__ = ["ALIASES", "DEFAULTS", "DEFAULT_METRICS", "LOGIT_METRICS", "METRICS", "compute", "frechet_distance", "options", "resolve_names"]
+__all__ = ["ALIASES", "DEFAULTS", "DEFAULT_METRICS", "GENERATOR_METRICS", "LOGIT_METRICS", "METRICS", "compute", "frechet_distance", "options", "resolve_names"]

@@ -23,6 +23,18 @@ DEFAULTS: dict[str, object] = {
     "dc_k": 5,
     # Inception Score
     "is_splits": 10,
+    # CMMD (Jayasumana et al. 2024; the reference code's constants)
+    "cmmd_sigma": 10.0,
+    "cmmd_scale": 1000.0,
+    "cmmd_normalize": True,  # L2-normalise embeddings first, as the reference does for CLIP
+    # PPL (Karras et al. 2019); see histosynth.metrics.ppl for the distance used
+    "ppl_samples": 1000,  # latent pairs (StyleGAN: 100k; CPU: ~20-40 ms per pair at 64 px with vgg16)
+    "ppl_epsilon": 1e-4,
+    "ppl_interp": "slerp",  # slerp|lerp
+    "ppl_sampling": "full",  # full: t ~ U(0, 1); end: t = 0
+    "ppl_distance": "vgg16",  # vgg16 (ImageNet weights) | untrained-vgg16 (labelled fallback) | pixel
+    "ppl_weights": None,  # VGG-16 weights file (default: $HISTOSYNTH_VGG16 / cache / checksummed download)
+    "ppl_batch": 64,
     # shared
     "seed": 0,  # KID subset sampling (np.random.RandomState, same draws as torch-fidelity for the same seed)
     "device": "auto",  # where the big matrix products run (float64)
