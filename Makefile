@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export HISTOSYNTH_TEST_CACHE ?= $(CURDIR)/.histosynth/test-cache
 PYTEST_ARGS ?=
 
-.PHONY: setup demo data train test test-fast test-integration bench clean
+.PHONY: setup demo data train test test-fast test-integration bench images clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test-fast: setup
 
 test-integration: setup
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+## The CPU component image, built for real with podman on a debootstrap base (root; apt-get install podman buildah
+## debootstrap runc). Not part of `make test`: ~13-22 min on 2 cores. Then: HISTOSYNTH_IMAGE_TESTS=1 pytest tests/docker
+images: setup
+	docker/build-local.sh
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

@@ -7,3 +7,13 @@ TAG = os.environ.get("HISTOSYNTH_IMAGE_TAG", "0.1.0")
 
 CPU_IMAGE = f"{REGISTRY}/histosynth-python-cpu:{TAG}"  # light steps: data, register, export
 GPU_IMAGE = f"{REGISTRY}/histosynth-python-cuda:{TAG}"  # training and large evaluations
+SERVING_IMAGE = f"{REGISTRY}/histosynth-triton:{TAG}"  # Triton + production model repository (k8s pulls it from MinIO instead)
+MLFLOW_IMAGE = f"{REGISTRY}/histosynth-mlflow:{TAG}"  # tracking server of the k8s manifests
+
+# Where each image is built from (repository root as context; tests/docker lints them and checks this map).
+DOCKERFILES = {
+    CPU_IMAGE: "docker/Dockerfile.cpu",
+    GPU_IMAGE: "docker/Dockerfile.cuda",
+    SERVING_IMAGE: "docker/Dockerfile.triton",
+    MLFLOW_IMAGE: "docker/Dockerfile.mlflow",
+}

@@ -13,6 +13,10 @@ from histosynth.cli import app
 from histosynth.cli.common import out
 from histosynth.errors import HistosynthError
 
+# Explicit model control: every model in the repository is loaded at start, and `--reload`/`--watch` swap versions
+# through the load API without a restart.
+EXPLICIT_MODE = ["--model-control-mode=explicit", "--load-model=*"]
+
 
 @app.command()
 def serve(
@@ -33,6 +37,9 @@ def serve(
     variant: str = typer.Option("local", "--variant", help="local (python backend, this tritonserver) or production (onnxruntime_onnx on GPU, NGC image; build only)."),
     build_only: bool = typer.Option(False, "--build-only", help="Build the repository and exit."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for the server to become ready."),
+    reload: bool = typer.Option(False, "--reload", help="Do not start a server: rebuild --name at --version/--alias (e.g. champion) into --repo and load it on the running server at --url (explicit model control)."),
+    url: Optional[str] = typer.Option(None, "--url", help="--reload: the running server's HTTP host:port (default HOST:HTTP_PORT)."),
+    watch: float = typer.Option(0.0, "--watch", help="While serving --name --alias, check the alias every SECONDS and load the version it points at (0: off)."),
 ) -> None:
     """Serve a generator from Triton (HTTP, gRPC, metrics) until Ctrl-C / SIGTERM."""
     from histosynth import defaults
@@ -46,9 +53,19 @@ def serve(
     if name and bundle:
         raise HistosynthError("pass --name or --bundle, not both")
     repo_dir = repo or defaults.paths().home / "triton" / variant
+    batching = DynamicBatching(max_queue_delay_us=queue_delay_us, enabled=queue_delay_us > 0)
+    build = dict(variant=variant, max_batch_size=max_batch, dynamic_batching=batching, instance_count=instances, device=device)
+    if reload:
+        from histosynth.serving.reload import reload_model
+
+        if not name:
+            raise HistosynthError("--reload needs --name NAME (with --alias champion or --version N)")
+        target = url or f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{http_port}"
+        info = reload_model(target, repo_dir, name, version=version, alias=alias, model_name=model_name, timeout=timeout, **build)
+        out.print(f"[bold green]loaded[/] {info['model_name']} version {info['version']} on {target} (served before: {', '.join(info['previous']) or 'none'})", soft_wrap=True)
+        return
     if name or bundle:
-        batching = DynamicBatching(max_queue_delay_us=queue_delay_us, enabled=queue_delay_us > 0)
-        res = prepare_model(repo_dir, name=name, version=version, alias=alias, bundle=bundle, model_name=model_name, variant=variant, max_batch_size=max_batch, dynamic_batching=batching, instance_count=instances, device=device)
+        res = prepare_model(repo_dir, name=name, version=version, alias=alias, bundle=bundle, model_name=model_name, **build)
         out.print(f"[bold green]repository[/] {repo_dir}  model {res['model_name']} version {res['version']} ({variant}; ONNX parity {res['report']['max_abs_diff']:.1e})", soft_wrap=True)
     elif not repo_dir.is_dir():
         raise HistosynthError(f"no model repository at '{repo_dir}'", "pass --name NAME (a registered model) or --bundle PATH to build one")
@@ -61,7 +78,7 @@ def serve(
             "the production repository (onnxruntime_onnx) needs Triton's onnxruntime backend, which the nvidia-pytriton binary lacks",
             f"use --build-only and run it in the NGC tritonserver image, or set {ENV_BINARY} to a tritonserver that has the onnxruntime backend",
         )
-    server = TritonServer(repo_dir, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, host=host, workdir=defaults.paths().home / "triton" / "run")
+    server = TritonServer(repo_dir, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, host=host, workdir=defaults.paths().home / "triton" / "run", extra_args=EXPLICIT_MODE)
 
     def _term(signum, frame):  # SIGTERM (kubectl delete, docker stop) ends like Ctrl-C
         raise KeyboardInterrupt
@@ -77,6 +94,12 @@ def serve(
         out.print(f"  log      {server.log_path}", soft_wrap=True)
         out.print(f"  try      histosynth synth --n 16 --seed 0 --out samples/ --url {server.http_url} --model {models[0]}", soft_wrap=True)
         out.print("  Ctrl-C to stop")
+        if watch > 0 and name and alias:
+            from histosynth.serving.reload import watch_alias
+
+            out.print(f"  watching {name}@{alias} every {watch:g} s")
+            watch_alias(server.http_url, repo_dir, name, alias, interval=watch, should_stop=lambda: not server.running(), model_name=model_name,
+                        on_reload=lambda i: out.print(f"[bold green]loaded[/] {i['model_name']} version {i['version']} (was {', '.join(i['previous']) or 'none'})"), **build)
         code = server.wait()
         raise HistosynthError(f"tritonserver exited with code {code}; log tail:\n{server.log(30)}", f"full log: {server.log_path}")
     except KeyboardInterrupt:

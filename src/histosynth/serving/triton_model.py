@@ -10,12 +10,18 @@ Config parameters (``config.pbtxt``): ``onnx_file`` (default ``model.onnx``), ``
 or ``auto``: CUDA when onnxruntime has the CUDA provider) and ``intra_op_threads`` (0: onnxruntime's default).
 Requests from dynamic batching are concatenated and run as one onnxruntime call; only the requested
 outputs are computed and returned.
+
+Besides Triton's own metrics it exports, through the python backend's custom-metrics API (``pb_utils.MetricFamily``,
+same ``/metrics`` port), labelled by model and version: ``histosynth_generator_requests_total``,
+``histosynth_generator_request_failures_total``, ``histosynth_generator_images_total`` and the histogram
+``histosynth_generator_request_duration_seconds`` (from the batch reaching this model to its responses).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import onnxruntime as ort
@@ -50,6 +56,7 @@ class TritonPythonModel:
         self.output_names = [o["name"] for o in self.config["output"]]
         self.num_classes = int(_param(self.config, "num_classes", "0"))
         self.max_batch_size = int(self.config.get("max_batch_size", 0))
+        self.metrics = _Metrics(args.get("model_name", self.config.get("name", "")), str(args.get("model_version", "")))
 
     def _validate(self, feeds: dict) -> str | None:
         z = feeds.get("z")
@@ -62,6 +69,12 @@ class TritonPythonModel:
         return None
 
     def execute(self, requests):
+        t0 = time.perf_counter()
+        responses = self._execute(requests)
+        self.metrics.record(responses, time.perf_counter() - t0)
+        return responses
+
+    def _execute(self, requests):
         responses: list = [None] * len(requests)
         feeds_per_req, sizes, wanted, valid = [], [], [], []
         for i, request in enumerate(requests):
@@ -94,4 +107,49 @@ class TritonPythonModel:
         return responses
 
     def finalize(self):
+        self.metrics.close()
         self.session = None
+
+
+LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+
+
+class _Metrics:
+    """Custom Prometheus metrics of this model instance; a backend without the metrics API just skips them."""
+
+    def __init__(self, model: str, version: str):
+        self.families: list = []
+        self.requests = self.failures = self.images = self.latency = None
+        try:
+            mf = pb_utils.MetricFamily
+            labels = {"model": model, "version": version}
+
+            def family(name, description, kind):
+                f = mf(name=name, description=description, kind=kind)
+                self.families.append(f)
+                return f
+
+            self.requests = family("histosynth_generator_requests_total", "Inference requests answered by the generator", mf.COUNTER).Metric(labels=labels)
+            self.failures = family("histosynth_generator_request_failures_total", "Inference requests answered with an error", mf.COUNTER).Metric(labels=labels)
+            self.images = family("histosynth_generator_images_total", "Images generated", mf.COUNTER).Metric(labels=labels)
+            self.latency = family("histosynth_generator_request_duration_seconds", "Time from a batch reaching the model to its responses", mf.HISTOGRAM).Metric(labels=labels, buckets=LATENCY_BUCKETS)
+        except Exception as e:  # noqa: BLE001 - metrics are optional; serving is not
+            pb_utils.Logger.log_warn(f"histosynth: custom metrics unavailable ({e})")
+            self.requests = None
+
+    def record(self, responses, seconds: float) -> None:
+        if self.requests is None:
+            return
+        for r in responses:
+            self.requests.increment(1)
+            if r is None or r.has_error():
+                self.failures.increment(1)
+                continue
+            self.latency.observe(seconds)
+            out = r.output_tensors()
+            if out:
+                self.images.increment(int(out[0].as_numpy().shape[0]))
+
+    def close(self) -> None:
+        self.requests = self.failures = self.images = self.latency = None  # metrics before their families
+        self.families = []
