@@ -63,3 +63,33 @@ def loss_curve(history: list[dict[str, Any]], path: str | Path, title: str = "")
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def reward_curve(history: list[dict[str, Any]], classes: list[str], path: str | Path, title: str = "") -> Path:
+    """RL-EO reward against the step: the overall ``rl_eo/reward`` and one line per (real) class."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from histosynth.rl_eo import safe_name
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h.get("rl_eo/reward", float("nan")) for h in history], "k-", lw=2, label="all")
+    if len(classes) > 1:
+        for c in classes:
+            key = f"rl_eo/reward/{safe_name(c)}"
+            ax.plot(steps, [h.get(key, float("nan")) for h in history], ".-", lw=1, label=c)
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward = w * mean similarity")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -2,6 +2,8 @@
 generator update, with AMP, loss scaling, gradient clipping by norm and an optional gradient penalty.
 
 The loop is architecture-independent: any (G, D) pair with ``G(z[, y])`` and ``D(x[, y]) -> logits (B,)``.
+With an RL-EO ``reward`` (:mod:`histosynth.rl_eo`) D minimises ``L_D - reward``; the logged ``loss_d`` is that
+difference and ``loss_d_gan`` is ``L_D`` alone.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import nn
 
 from histosynth.device import Amp
 from histosynth.losses import GANLoss, gradient_penalty
+from histosynth.rl_eo import RLEOReward
 
 
 def clip_and_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
@@ -47,6 +50,7 @@ class GANStep:
         gp_weight: float = 0.0,
         scaler_g: torch.amp.GradScaler | None = None,
         scaler_d: torch.amp.GradScaler | None = None,
+        reward: RLEOReward | None = None,
     ):
         self.G, self.D = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
@@ -56,6 +60,7 @@ class GANStep:
         self.amp = amp
         self.grad_clip = float(grad_clip)
         self.gp_weight = float(gp_weight)
+        self.reward = reward
         self.scaler_g = scaler_g if scaler_g is not None else amp.scaler()
         self.scaler_d = scaler_d if scaler_d is not None else amp.scaler()
         self.g_params = [p for p in generator.parameters() if p.requires_grad]
@@ -70,11 +75,14 @@ class GANStep:
     def __call__(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
         m: dict[str, torch.Tensor] = {}
         fake = y = None
-        for x, y in batches:
-            y = y if self.conditional else None
+        for x, labels in batches:
+            y = labels if self.conditional else None
             z = torch.randn(x.shape[0], self.latent_dim, device=x.device)
             with self.amp.autocast():
                 fake = self._g(z, y)
+            # RL-EO: the SNN scores (real_i, fake_i) beside D's forward passes (a side stream on CUDA)
+            pending = self.reward.start(x, fake.detach(), labels) if self.reward is not None else None
+            with self.amp.autocast():
                 real_logits = self._d(x, y)  # separate real and fake mini-batches (Salimans et al.)
                 fake_logits = self._d(fake.detach(), y)
             loss_real = self.loss.d_real(real_logits)
@@ -84,6 +92,13 @@ class GANStep:
                 gp = gradient_penalty(self.D, x, fake, y)
                 loss_d = loss_d + self.gp_weight * gp
                 m["gp"] = gp.detach()
+            if pending is not None:
+                r = pending.result()
+                assert not r.reward.requires_grad, "the RL-EO reward must carry no graph (frozen SNN, detached fakes)"
+                m["loss_d_gan"] = loss_d.detach()
+                m["rl_eo/reward"] = r.reward
+                m["rl_eo/similarity"] = r.similarity
+                loss_d = loss_d - r.reward  # DESIGN 1.1: D minimises L_D - reward
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler_d.scale(loss_d).backward()
             self.scaler_d.unscale_(self.opt_d)

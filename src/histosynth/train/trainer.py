@@ -19,15 +19,17 @@ import torch
 
 import histosynth
 from histosynth import bundle as bundle_mod
-from histosynth import defaults, tracking
+from histosynth import defaults, monitoring, tracking
 from histosynth.config import Config, apply_overrides, config_from_dict, config_hash, validate
 from histosynth.device import amp_for, describe, determinism, resolve_device, rng_state, seed_everything, set_rng_state
+from histosynth.ema import GeneratorEMA
 from histosynth.errors import ConfigError, HistosynthError
 from histosynth.losses import loss_from_config
 from histosynth.nets import build_discriminator, build_generator, init_dcgan_weights
+from histosynth.rl_eo import REWARD_GRADIENT, Similarity, reward_from_config
 from histosynth.train.checkpoint import LAST, load_checkpoint, save_checkpoint
 from histosynth.train.data import BatchSource, open_store
-from histosynth.train.plots import loss_curve, sample_grid
+from histosynth.train.plots import loss_curve, reward_curve, sample_grid
 from histosynth.train.step import GANStep
 
 log = logging.getLogger("histosynth.train")
@@ -52,6 +54,7 @@ class TrainResult:
     wall_s: float = 0.0
     device: str = "cpu"
     amp: str = "off"
+    reward_curve: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -151,9 +154,10 @@ def config_from_checkpoint(path: str | Path, overrides: list[str] | None = None)
     return apply_overrides(cfg, overrides)
 
 
-def train(cfg: Config, resume: str | Path | None = None, *, progress: bool | None = None) -> TrainResult:
+def train(cfg: Config, resume: str | Path | None = None, *, progress: bool | None = None, similarity: Similarity | None = None) -> TrainResult:
     """Train a GAN as configured; with ``resume`` continue exactly from a checkpoint (new MLflow run, tagged
     with the run it continues). ``progress``: show a progress bar (None: only on a terminal).
+    ``similarity``: the RL-EO similarity network to use instead of loading ``rl_eo.snn`` (tests, benchmarks).
 
     Raises :class:`~histosynth.errors.HistosynthError` (DataError, ConfigError, ServerError) for problems a
     user can fix: missing/corrupt store or checkpoint, a config that does not fit, an unreachable server.
@@ -161,10 +165,10 @@ def train(cfg: Config, resume: str | Path | None = None, *, progress: bool | Non
     validate(cfg)
     device = resolve_device(cfg.train.device)
     with determinism(device, cfg.train.deterministic):
-        return _train(cfg, resume, device, progress)
+        return _train(cfg, resume, device, progress, similarity)
 
 
-def _train(cfg: Config, resume: str | Path | None, device: torch.device, progress: bool | None) -> TrainResult:
+def _train(cfg: Config, resume: str | Path | None, device: torch.device, progress: bool | None, similarity: Similarity | None = None) -> TrainResult:
     import mlflow
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -202,6 +206,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
     G, D = build_models(cfg, num_classes, device)
     opt_g, opt_d = build_optimizers(cfg, G, D)
     loss = loss_from_config(cfg.loss)
+    rl = reward_from_config(cfg, source.classes, device, similarity)  # None unless rl_eo.enabled
     step_fn = GANStep(
         G, D, opt_g, opt_d, loss,
         latent_dim=cfg.model.latent_dim,
@@ -209,6 +214,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
         amp=amp,
         grad_clip=cfg.optim.grad_clip,
         gp_weight=cfg.loss.gp_weight,
+        reward=rl,
     )
     z_fixed, y_fixed = fixed_inputs(cfg, num_classes, device)
 
@@ -252,7 +258,17 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
             "histosynth.resumed_from_checkpoint": str(Path(resume).absolute()),
             "histosynth.resumed_at_step": str(step),
         }
+        if rl is not None and ckpt.get("rl_eo"):
+            rl.load_state_dict(ckpt["rl_eo"])
         log.info("resuming from %s at epoch %d step %d", resume, epoch, step)
+
+    ema = GeneratorEMA(G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    if ema is not None and ckpt is not None:
+        if ckpt.get("generator_ema"):
+            ema.load_state_dict(ckpt["generator_ema"])
+        else:
+            log.warning("the checkpoint has no generator EMA: the average restarts from the current weights")
+    G_out = ema.model if ema is not None else G  # what samples and the bundle use
 
     env = describe(device, amp)
     nested = mlflow.active_run() is not None
@@ -275,6 +291,8 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
                 "histosynth.method": cfg.method,
                 "histosynth.out_dir": str(out_dir),
                 "histosynth.classes": ",".join(source.classes),
+                "histosynth.generator_weights": f"ema({cfg.train.ema_decay})" if ema is not None else "raw",
+                **({"rl_eo.reward_gradient": REWARD_GRADIENT} if rl is not None else {}),
                 **resumed_from,
             }
         )
@@ -289,6 +307,8 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
                 "opt_d": opt_d.state_dict(),
                 "scaler_g": step_fn.scaler_g.state_dict(),
                 "scaler_d": step_fn.scaler_d.state_dict(),
+                **({"generator_ema": ema.state_dict()} if ema is not None else {}),
+                **({"rl_eo": rl.state_dict()} if rl is not None else {}),
                 "rng": rng_state(),
                 "data": source.state_dict(),
                 "progress": {
@@ -308,6 +328,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
 
         last_samples: Path | None = None
         window = MetricMeter(window_state["sums"], window_state["count"])
+        pusher = monitoring.from_env(run_id, cfg.method)  # Prometheus pushgateway when HISTOSYNTH_PUSHGATEWAY is set
         t_window, imgs_window = time.perf_counter(), 0
         imgs_per_step = cfg.train.batch_size * cfg.optim.d_steps
         last_step_metrics: dict[str, float] = {}
@@ -324,6 +345,8 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
                     for k in range(batch_start, steps_per_epoch):
                         group = [(x, y) for _, x, y in (next(batches) for _ in range(cfg.optim.d_steps))]
                         m = step_fn(group)
+                        if ema is not None:
+                            ema.update(G)
                         step += 1
                         batch_start = k + 1
                         imgs_window += imgs_per_step
@@ -334,11 +357,15 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
                             vals = window.means()
                             elapsed = max(time.perf_counter() - t_window, 1e-9)
                             vals["img_per_s"] = imgs_window / elapsed
+                            if rl is not None:
+                                vals.update(rl.window_rewards())
                             bad = [k2 for k2 in ("loss_d", "loss_g") if not math.isfinite(vals[k2])]
                             if bad:
                                 raise HistosynthError(f"training diverged: {bad} not finite at step {step}", "lower optim.lr_g/lr_d, keep optim.grad_clip > 0, or try loss.name=hinge")
                             mlflow.log_metrics(vals, step=step)
-                            history.append({"step": step, **{k2: vals[k2] for k2 in ("loss_d", "loss_g", "d_real", "d_fake")}})
+                            if pusher is not None:
+                                pusher.push(step, vals, steps=window.count, seconds=elapsed, device=device)
+                            history.append({"step": step, **{k2: v for k2, v in vals.items() if k2 in ("loss_d", "loss_g", "d_real", "d_fake") or k2.startswith("rl_eo/")}})
                             bar.set_postfix({k2: f"{vals[k2]:.3f}" for k2 in ("loss_d", "loss_g", "d_real", "d_fake")}, refresh=False)
                             last_step_metrics = vals
                             window = MetricMeter()
@@ -349,12 +376,14 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
                     if batch_start >= steps_per_epoch:  # the epoch is complete
                         epoch += 1
                         means = epoch_meter.means()
+                        if rl is not None:
+                            means.update(rl.epoch_rewards())
                         mlflow.log_metrics({f"epoch/{k2}": v for k2, v in means.items()}, step=epoch)
                         log.info("epoch %d/%d step %d: %s", epoch, cfg.train.epochs, step, " ".join(f"{k2}={means[k2]:.4f}" for k2 in STEP_METRICS if k2 in means))
                         epoch_meter = MetricMeter()
                         perm, batch_start = None, 0
                         if cfg.train.sample_every > 0 and epoch % cfg.train.sample_every == 0:
-                            last_samples = sample_grid(G, z_fixed, y_fixed, sample_dir / f"epoch_{epoch:04d}.png", amp)
+                            last_samples = sample_grid(G_out, z_fixed, y_fixed, sample_dir / f"epoch_{epoch:04d}.png", amp)
                             mlflow.log_artifact(str(last_samples), "samples")
                         if cfg.train.checkpoint_every > 0 and epoch % cfg.train.checkpoint_every == 0 and not done and epoch < cfg.train.epochs:
                             checkpoint(ckpt_dir / LAST, mid_epoch=False)
@@ -363,13 +392,17 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
 
         mid_epoch = batch_start > 0
         ckpt_path = checkpoint(ckpt_dir / LAST, mid_epoch=mid_epoch)
-        final_samples = sample_grid(G, z_fixed, y_fixed, sample_dir / "final.png", amp)
+        final_samples = sample_grid(G_out, z_fixed, y_fixed, sample_dir / "final.png", amp)
         mlflow.log_artifact(str(final_samples), "samples")
         last_samples = final_samples
         curve = None
         if history:
             curve = loss_curve(history, out_dir / "loss_curve.png", title=f"{cfg.method} {run_id[:8]}")
             mlflow.log_artifact(str(curve), "plots")
+        rcurve = None
+        if rl is not None and history:
+            rcurve = reward_curve(history, rl.classes, out_dir / "reward_curve.png", title=f"RL-EO reward (w={rl.weight}) {run_id[:8]}")
+            mlflow.log_artifact(str(rcurve), "plots")
 
         spec = generator_spec(cfg, num_classes)
         extra = {
@@ -380,10 +413,11 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
             "data_manifest_hash": store.manifest_hash,
             "loss": cfg.loss.name,
             "method": cfg.method,
+            "ema_decay": cfg.train.ema_decay,
             "histosynth": histosynth.__version__,
             "config": cfg.to_dict(),
         }
-        bundle_path = bundle_mod.save_generator(out_dir / "generator", G, spec, source.classes, extra)
+        bundle_path = bundle_mod.save_generator(out_dir / "generator", G_out, spec, source.classes, extra)
         mlflow.log_artifact(str(bundle_path), "generator")
         mlflow.log_dict({"spec": spec, "classes": source.classes, "format": bundle_mod.FORMAT}, "generator/spec.json")
 
@@ -409,4 +443,5 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
         wall_s=wall,
         device=str(device),
         amp=amp.name,
+        reward_curve=rcurve,
     )

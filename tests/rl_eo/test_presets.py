@@ -1,0 +1,106 @@
+"""The paper's Table 1 baselines and the loss zoo as presets of one harness: each loads with its method's
+settings, and a tiny run of each lowers its discriminator loss on a fixed batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from histosynth.baselines import LOSS_PRESETS, TABLE1, preset_path
+from histosynth.config import load_config
+from histosynth.data.store import PatchStore
+from histosynth.device import seed_everything
+from histosynth.errors import ConfigError
+from histosynth.losses import loss_from_config
+from histosynth.train import build_models, load_checkpoint, train
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+# preset stem -> (loss, real_label or None, spectral_norm, d_batchnorm, gp_weight, d_steps, lr, betas, grad_clip, rl_eo)
+EXPECTED = {
+    "dcgan-plain": ("bce", 1.0, False, True, 0.0, 1, 2e-4, (0.5, 0.999), 0.0, False),
+    "improved-dcgan": ("bce", 0.9, False, True, 0.0, 1, 2e-4, (0.5, 0.999), 0.1, False),
+    "dcgan": ("bce", 0.9, False, True, 0.0, 1, 2e-4, (0.5, 0.999), 0.1, False),
+    "sngan": ("hinge", None, True, True, 0.0, 1, 2e-4, (0.5, 0.999), 0.0, False),
+    "wgan-gp": ("wgan", None, False, False, 10.0, 5, 1e-4, (0.0, 0.9), 0.0, False),
+    "lsgan": ("lsgan", None, False, True, 0.0, 1, 2e-4, (0.5, 0.999), 0.0, False),
+    "ganetic": ("ganetic", None, False, True, 0.0, 1, 2e-4, (0.5, 0.999), 0.1, False),
+    "rl-eo": ("bce", 0.9, False, True, 0.0, 1, 2e-4, (0.5, 0.999), 0.1, True),
+}
+
+
+SAMPLES = [f"{stem}-samples.yaml" for stem in EXPECTED]
+PAPER = [f"{stem}-paper.yaml" for stem in EXPECTED]
+
+
+def _stem(name: str) -> str:
+    return name.rsplit("-", 1)[0]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("preset", SAMPLES + PAPER)
+def test_preset_loads_with_its_method_settings(preset):
+    cfg = load_config(CONFIGS / preset)
+    loss, real_label, sn, d_bn, gp, d_steps, lr, betas, clip, rl = EXPECTED[_stem(preset)]
+    assert (cfg.loss.name, cfg.model.spectral_norm, cfg.model.d_batchnorm, cfg.loss.gp_weight, cfg.optim.d_steps) == (loss, sn, d_bn, gp, d_steps)
+    if real_label is not None:
+        assert cfg.loss.real_label == real_label
+    assert (cfg.optim.lr_g, cfg.optim.lr_d, (cfg.optim.beta1, cfg.optim.beta2), cfg.optim.grad_clip) == (lr, lr, betas, clip)
+    assert cfg.rl_eo.enabled is rl and (not rl or cfg.rl_eo.weight == 0.3)
+    assert cfg.data.image_size == 64 and cfg.model.arch == "dcgan"
+    if preset.endswith("-paper.yaml"):  # the paper's scale (DESIGN 1.1)
+        assert (cfg.model.latent_dim, cfg.model.g_features, cfg.model.d_features, cfg.train.batch_size, cfg.train.epochs) == (100, 64, 64, 128, 200)
+    else:
+        assert cfg.data.root == "data/splits" and cfg.data.split == "train"
+
+
+@pytest.mark.unit
+def test_every_gan_preset_is_covered_here():
+    """A new GAN preset in configs/ (one the training config reads) must get its expected settings above."""
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        try:
+            load_config(path)
+        except ConfigError:
+            continue  # another command's preset (e.g. the MFT-SNN's)
+        assert path.name == "dcgan-quick.yaml" or _stem(path.name) in EXPECTED, path.name
+
+
+@pytest.mark.unit
+def test_every_table1_method_has_both_presets():
+    for name in [*TABLE1, *LOSS_PRESETS]:
+        for scale in ("samples", "paper"):
+            assert preset_path(name, scale).is_file()
+    assert preset_path("sngan") == CONFIGS / "sngan-samples.yaml"
+    with pytest.raises(ConfigError, match="no preset for method 'DDPM'"):
+        preset_path("DDPM")
+
+
+def _d_loss(cfg, G, D, real, z) -> float:
+    loss = loss_from_config(cfg.loss)
+    G.train(), D.train()
+    with torch.no_grad():
+        return loss.d_loss(D(real), D(G(z))).item()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("preset", SAMPLES)
+def test_tiny_run_of_preset_lowers_d_loss_on_a_fixed_batch(preset, make_cfg, store_root, similarity):
+    """32 px, 8 feature maps, 6 G steps (WGAN-GP: 5 critic steps each) on the synthetic store."""
+    steps = 2 if _stem(preset) == "wgan-gp" else 6  # 6 batches per epoch; WGAN-GP eats 5 per G step
+    cfg = make_cfg(CONFIGS / preset, f"train.max_steps={steps}", f"train.epochs={steps}", "train.log_every=1")
+    result = train(cfg, progress=False, similarity=similarity if cfg.rl_eo.enabled else None)
+    assert result.steps == steps and np.isfinite(result.metrics["loss_d"])
+
+    store = PatchStore(store_root / "train")
+    real = torch.from_numpy(np.array(store.images[:16])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    z = torch.randn(16, cfg.model.latent_dim, generator=torch.Generator().manual_seed(7))
+    seed_everything(cfg.train.seed)
+    G0, D0 = build_models(cfg, 0, torch.device("cpu"))  # the run's initial weights
+    ckpt = load_checkpoint(result.checkpoint)
+    G1, D1 = build_models(cfg, 0, torch.device("cpu"))
+    G1.load_state_dict(ckpt["generator"]), D1.load_state_dict(ckpt["discriminator"])
+    before, after = _d_loss(cfg, G0, D0, real, z), _d_loss(cfg, G1, D1, real, z)
+    assert after < before, (preset, before, after)
