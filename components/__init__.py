@@ -8,6 +8,7 @@ from components.data import prepare_data
 from components.evaluate import evaluate_gan
 from components.export import export_onnx
 from components.register import register_gan
+from components.snn import build_pairs, train_snn
 from components.train import train_gan
 
-__all__ = ["prepare_data", "train_gan", "evaluate_gan", "register_gan", "export_onnx"]
+__all__ = ["prepare_data", "train_gan", "evaluate_gan", "register_gan", "export_onnx", "build_pairs", "train_snn"]

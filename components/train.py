@@ -14,13 +14,15 @@ def train_gan(
     tracking_uri: str,
     generator: Output[Model],
     train_metrics: Output[Metrics],
+    snn: Input[Model] = None,
 ) -> NamedTuple("TrainOutputs", [("run_id", str)]):
-    """Train the GAN described by `config_yaml` (a preset's text) on the splits; tracked in MLflow."""
+    """Train the GAN described by `config_yaml` (a preset's text) on the splits; tracked in MLflow.
+    With `snn` (a trained MFT-SNN) the discriminator gets the RL-EO similarity reward."""
     from collections import namedtuple
 
     from histosynth.stages import train_stage
 
-    result = train_stage(splits.path, config_yaml, [str(o) for o in overrides], tracking_uri, generator.path)
+    result = train_stage(splits.path, config_yaml, [str(o) for o in overrides], tracking_uri, generator.path, snn=snn.path if snn is not None else "")
     generator.metadata.update({"run_id": result["run_id"], "device": result["device"], "steps": result["steps"]})
     for key, value in result["metrics"].items():
         train_metrics.log_metric(key, float(value))

@@ -5,37 +5,21 @@ on a laptop with ``kfp.local`` on the same code: ``histosynth pipeline run train
 """
 
 
-import json
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # components/ lives beside pipelines/
     sys.path.insert(0, str(ROOT))
 
-import yaml  # noqa: E402
-from kfp import compiler, dsl, kubernetes  # noqa: E402
-from kfp.dsl import Artifact, Dataset, Metrics, Model  # noqa: E402
+from kfp import compiler, dsl  # noqa: E402
 
-from components import evaluate_gan, export_onnx, prepare_data, register_gan, train_gan  # noqa: E402
+from components import prepare_data, train_gan  # noqa: E402
+from pipelines.common import EVAL_METRICS, EVAL_TSTR_OPTIONS, Outputs, evaluate_register_export, preset_json, request_gpu  # noqa: E402
 
 NAME = "histosynth-train"
-DEFAULT_PRESET = ROOT / "configs" / "dcgan-samples.yaml"
-# One line of JSON (valid YAML): KFP copies defaults unescaped into the IR's header comment, so a multi-line
-# default would make the compiled file unparseable.
-DEFAULT_CONFIG = json.dumps(yaml.safe_load(DEFAULT_PRESET.read_text()))
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_NODE_LABEL = ("nvidia.com/gpu.present", "true")  # set by NVIDIA's GPU feature discovery
-
-
-def request_gpu(task: dsl.PipelineTask, count: int = 1) -> dsl.PipelineTask:
-    """One NVIDIA GPU, scheduled on GPU nodes and tolerating their taint (ignored by kfp.local)."""
-    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(count)
-    task.set_memory_limit("32G").set_cpu_limit("8")
-    kubernetes.add_node_selector(task, label_key=GPU_NODE_LABEL[0], label_value=GPU_NODE_LABEL[1])
-    kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
-    return task
+DEFAULT_CONFIG = preset_json("dcgan-samples.yaml")
+PRESETS = {"config_yaml": ROOT / "configs" / "dcgan-samples.yaml"}  # what `histosynth pipeline run` passes by default
 
 
 @dsl.pipeline(name=NAME, description="Versioned patches -> GAN training -> evaluation -> MLflow registry -> ONNX export")
@@ -50,8 +34,11 @@ def train_pipeline(
     alias: str = "candidate",
     eval_n_fake: int = 0,
     eval_extractor: str = "inception-fid",
-    eval_metrics: str = "fid,kid,precision_recall,density_coverage",
-) -> NamedTuple("Outputs", [("generator", Model), ("onnx_model", Model), ("splits", Dataset), ("evaluation", Artifact), ("metrics", Metrics)]):
+    eval_metrics: str = EVAL_METRICS,
+    eval_tstr: str = "auto",
+    eval_tstr_options: str = EVAL_TSTR_OPTIONS,
+    eval_diagnostics: bool = True,
+) -> Outputs:
     data = prepare_data(data_repo=data_repo, data_rev=data_rev, data_path=data_path)
     data.set_display_name("data: versioned patch splits")
 
@@ -59,31 +46,10 @@ def train_pipeline(
     train.set_display_name("train GAN")
     request_gpu(train)
 
-    evaluate = evaluate_gan(
-        generator=train.outputs["generator"],
-        splits=data.outputs["splits"],
-        run_id=train.outputs["run_id"],
-        tracking_uri=tracking_uri,
-        n_fake=eval_n_fake,
-        extractor=eval_extractor,
-        metrics=eval_metrics,
-    )
-    evaluate.set_display_name("evaluate")
-
-    register = register_gan(run_id=train.outputs["run_id"], model_name=model_name, alias=alias, tracking_uri=tracking_uri)
-    register.set_display_name("register in MLflow").after(evaluate)  # only evaluated models are registered
-
-    export = export_onnx(model_name=model_name, version=register.outputs["version"], tracking_uri=tracking_uri)
-    export.set_display_name("export ONNX")
-
-    Outputs = NamedTuple("Outputs", [("generator", Model), ("onnx_model", Model), ("splits", Dataset), ("evaluation", Artifact), ("metrics", Metrics)])
-    return Outputs(
-        generator=train.outputs["generator"],
-        onnx_model=export.outputs["onnx_model"],
-        splits=data.outputs["splits"],
-        evaluation=evaluate.outputs["results"],
-        metrics=evaluate.outputs["eval_metrics"],
-    )
+    return evaluate_register_export(
+        data, train, tracking_uri=tracking_uri, model_name=model_name, alias=alias, n_fake=eval_n_fake, extractor=eval_extractor,
+        metrics=eval_metrics, tstr=eval_tstr, tstr_options=eval_tstr_options, diagnostics=eval_diagnostics,
+    )  # fmt: skip
 
 
 PIPELINE = train_pipeline

@@ -24,6 +24,15 @@ def isolated_state(tmp_path_factory, monkeypatch):
     return root
 
 
+@pytest.fixture
+def private_cache(isolated_state, monkeypatch):
+    """A cache folder of this test's own, for tests that assert what the cache holds (the shared download cache
+    of ``make test`` also holds what earlier tests computed)."""
+    path = isolated_state / "private-cache"
+    monkeypatch.setenv("HISTOSYNTH_CACHE", str(path))
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

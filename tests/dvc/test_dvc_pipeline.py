@@ -51,7 +51,7 @@ def test_repro_then_push_pull_round_trip(project):
     for split in ("train", "val", "test"):
         assert (splits / split / "manifest.json").is_file(), f"split {split} missing"
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"samples", "patches", "splits"}
+    assert set(lock["stages"]) == {"samples", "patches", "splits", "pairs"}
     assert lock["stages"]["patches"]["params"]["params.yaml"]["patches"]["size"] == 64
 
     before = tree_digest(repo / "data")
@@ -62,6 +62,7 @@ def test_repro_then_push_pull_round_trip(project):
     shutil.rmtree(repo / "data" / "raw")
     shutil.rmtree(repo / "data" / "patches")
     shutil.rmtree(splits)
+    shutil.rmtree(repo / "data" / "pairs")
     shutil.rmtree(repo / ".dvc" / "cache")
     run(["dvc", "pull"], repo, env)
     assert tree_digest(repo / "data") == before

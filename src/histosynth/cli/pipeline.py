@@ -48,13 +48,15 @@ def load_pipeline(name: str) -> ModuleType:
 
 
 def run_local(name: str, arguments: dict, pipeline_root: Path) -> dict[str, object]:
-    """Run a pipeline with kfp.local in subprocesses of this Python; -> {output name: artifact path or value}."""
+    """Run a pipeline with kfp.local in subprocesses of this Python; -> {output name: artifact path or value}.
+    Arguments the pipeline does not take are left out (the CLI's options cover every pipeline)."""
     from kfp import local
 
     module = load_pipeline(name)
+    accepted = set(module.PIPELINE.component_spec.inputs or {})
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
-    task = module.PIPELINE(**arguments)
+    task = module.PIPELINE(**{k: v for k, v in arguments.items() if k in accepted})
     outputs: dict[str, object] = {}
     for key, value in (task.outputs or {}).items():
         outputs[key] = getattr(value, "path", value)
@@ -74,38 +76,59 @@ def compile_(
 @pipeline_app.command("run")
 def run(
     name: str = typer.Argument("train", help="Pipeline name (pipelines/<name>_pipeline.py)."),
-    config: Path = typer.Option(Path("configs/dcgan-samples.yaml"), "--config", "-c", help="Training preset passed to the pipeline."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="GAN preset passed to the pipeline (default: the pipeline's own, e.g. configs/dcgan-samples.yaml)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="Override a training value: section.key=value."),
+    snn_config: Optional[Path] = typer.Option(None, "--snn-config", help="rl_eo: MFT-SNN preset (default configs/mft-snn-samples.yaml)."),
+    snn_set: Optional[list[str]] = typer.Option(None, "--snn-set", help="rl_eo: override an MFT-SNN value: section.key=value."),
     data_repo: str = typer.Option(".", help="DVC repo with the versioned splits ('' builds the sample data inside the run)."),
     data_rev: str = typer.Option("", help="Git revision of the data (default: the working tree / HEAD)."),
-    model_name: str = typer.Option("histosynth-dcgan", help="Registered model name in MLflow."),
+    model_name: Optional[str] = typer.Option(None, help="Registered model name in MLflow (default: the pipeline's, e.g. histosynth-dcgan)."),
     alias: str = typer.Option("candidate", help="Alias set on the new model version."),
     eval_n_fake: int = typer.Option(0, help="Generated images for evaluation (0: as many as the real test split)."),
     eval_extractor: str = typer.Option("inception-fid", help="Feature extractor for the metrics."),
     eval_metrics: str = typer.Option("fid,kid,precision_recall,density_coverage", help="Comma-separated metrics."),
+    eval_tstr: str = typer.Option("auto", help="Downstream TSTR: off, on, auto (only class-conditional generators)."),
+    eval_diagnostics: bool = typer.Option(True, help="t-SNE and the nearest-real-neighbour grid."),
     pipeline_root: Optional[Path] = typer.Option(None, help="Where step outputs are kept (default <state>/pipeline-runs)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the pipeline arguments and exit."),
 ) -> None:
     """Run the pipeline locally with kfp.local: same components, same code as on the cluster."""
     from histosynth.config import load_config
+    from histosynth.snn.config import load_snn_config
 
+    module = load_pipeline(name)
+    accepted = set(module.PIPELINE.component_spec.inputs or {})
+    presets = getattr(module, "PRESETS", {})
+    config = config or presets.get("config_yaml")
+    if config is None:
+        raise HistosynthError(f"pipeline '{name}' has no default preset", "pass --config configs/<preset>.yaml")
     load_config(config, set_ or [])  # fail fast on a bad preset/override, before any step runs
+    arguments = {"config_yaml": Path(config).read_text(), "overrides": list(set_ or [])}
+    if "snn_config_yaml" in accepted:
+        snn_config = snn_config or presets["snn_config_yaml"]
+        load_snn_config(snn_config, snn_set or [])
+        arguments.update(snn_config_yaml=Path(snn_config).read_text(), snn_overrides=list(snn_set or []))
+    elif snn_config or snn_set:
+        raise HistosynthError(f"pipeline '{name}' trains no MFT-SNN: --snn-config/--snn-set do not apply", "use them with `histosynth pipeline run rl_eo`")
     if data_repo and data_repo != "." and not data_repo.startswith(("http://", "https://", "git@", "ssh://")):
         data_repo = str(Path(data_repo).absolute())
     elif data_repo == ".":
         data_repo = str(Path.cwd())
-    arguments = {
-        "config_yaml": config.read_text(),
-        "overrides": list(set_ or []),
-        "data_repo": data_repo,
-        "data_rev": data_rev,
-        "tracking_uri": defaults.mlflow_tracking_uri(),
-        "model_name": model_name,
-        "alias": alias,
-        "eval_n_fake": eval_n_fake,
-        "eval_extractor": eval_extractor,
-        "eval_metrics": eval_metrics,
-    }
+    arguments.update(
+        data_repo=data_repo,
+        data_rev=data_rev,
+        tracking_uri=defaults.mlflow_tracking_uri(),
+        alias=alias,
+        eval_n_fake=eval_n_fake,
+        eval_extractor=eval_extractor,
+        eval_metrics=eval_metrics,
+        eval_tstr=eval_tstr,
+        eval_diagnostics=eval_diagnostics,
+    )
+    if model_name:
+        arguments["model_name"] = model_name
+    arguments = {k: v for k, v in arguments.items() if k in accepted}
+    model_name = model_name or module.PIPELINE.component_spec.inputs["model_name"].default
     if dry_run:
         out.print_json(json.dumps(arguments))
         return
