@@ -23,6 +23,8 @@ def _register() -> None:
     import histosynth.cli.serve  # noqa: F401
     import histosynth.cli.synth  # noqa: F401
     import histosynth.cli.pipeline  # noqa: F401
+    import histosynth.cli.promote  # noqa: F401
+    import histosynth.cli.snn  # noqa: F401
 
 
 def main() -> None:
