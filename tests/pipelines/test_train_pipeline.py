@@ -70,29 +70,44 @@ def test_unknown_pipeline_names_the_available_ones():
     assert "no pipeline 'nope'" in proc.stderr and "train" in proc.stderr
 
 
+TSTR_TINY = json.dumps({"backbone": "resnet18", "init": "random", "trainable_layers": -1, "head_hidden": 0, "epochs": 1, "folds": 2, "lr": 1e-3, "batch_size": 32, "input_size": 32, "max_real": 96})
+
+
 @pytest.mark.integration
 @pytest.mark.slow
-def test_local_run_trains_registers_and_exports(tmp_path):
-    """kfp.local with the embedded sample data built inside the run, the smoke preset, a local MLflow store."""
+def test_local_run_trains_evaluates_registers_and_exports(tmp_path):
+    """kfp.local with the embedded sample data built inside the run, the smoke preset made class-conditional (so the
+    evaluate step runs everything: metrics, TSTR, t-SNE, kNN grid, report), a local MLflow store."""
     home = Path(os.environ["HISTOSYNTH_HOME"])
     proc = histosynth(
         "pipeline", "run", "train",
         "--config", "configs/dcgan-quick.yaml",
+        "--set", "data.conditional=true",
         "--data-repo", "",
         "--model-name", "tiny-dcgan",
         "--eval-n-fake", "64",
         "--eval-metrics", "fid,kid",
+        "--eval-tstr", "on",
+        "--eval-tstr-options", TSTR_TINY,
         "--pipeline-root", str(tmp_path / "runs"),
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "pipeline 'train' finished" in proc.stdout
 
-    bundle = next((tmp_path / "runs").rglob("generator.pt"))
-    onnx = next((tmp_path / "runs").rglob("model.onnx"))
+    runs = tmp_path / "runs"
+    bundle = next(runs.rglob("generator.pt"))
+    onnx = next(runs.rglob("model.onnx"))
     assert bundle.stat().st_size > 10_000 and onnx.stat().st_size > 10_000
-    results = next(p for p in (tmp_path / "runs").rglob("results") if p.is_file())
+    results = next(p for p in runs.rglob("results") if p.is_file())
     record = json.loads(results.read_text().splitlines()[-1])
     assert record["metrics"]["fid"] > 0
+    assert set(record["tstr"]["settings"]) == {"real", "synthetic", "real+synthetic"} and record["tstr"]["folds"] == 2
+    for setting in record["tstr"]["settings"].values():
+        assert 0.0 <= setting["accuracy"]["mean"] <= 1.0
+    diagnostics = next(p for p in runs.rglob("diagnostics") if p.is_dir())
+    assert {"tsne.png", "knn.png"} <= {p.name for p in diagnostics.rglob("*.png")}
+    report = next(p for p in runs.rglob("report") if p.is_file())
+    assert "<html" in report.read_text()[:2000].lower()
 
     from mlflow import MlflowClient
 
@@ -102,6 +117,13 @@ def test_local_run_trains_registers_and_exports(tmp_path):
     assert str(mv.version) == "1"
     assert float(mv.tags["onnx_parity_max_abs_diff"]) < 1e-3
     run = client.get_run(mv.run_id)
-    assert run.data.params["data.image_size"] == "32"
+    assert run.data.params["data.image_size"] == "32" and run.data.params["data.conditional"] == "True"
     assert any(k.endswith("fid") for k in run.data.metrics)
+    assert any(k.startswith("tstr/synthetic/accuracy") for k in run.data.metrics)
     assert "data.manifest_hash" in run.data.params
+
+
+@pytest.mark.unit
+def test_bad_tstr_options_are_refused_before_any_step():
+    proc = histosynth("pipeline", "run", "train", "--eval-tstr-options", "[1, 2]", "--dry-run")
+    assert proc.returncode == 2 and "not a JSON object" in proc.stderr

@@ -88,6 +88,7 @@ def run(
     eval_extractor: str = typer.Option("inception-fid", help="Feature extractor for the metrics."),
     eval_metrics: str = typer.Option("fid,kid,precision_recall,density_coverage", help="Comma-separated metrics."),
     eval_tstr: str = typer.Option("auto", help="Downstream TSTR: off, on, auto (only class-conditional generators)."),
+    eval_tstr_options: Optional[str] = typer.Option(None, help='TSTR settings as JSON, e.g. \'{"epochs": 1, "folds": 2}\' (default: the pipeline\'s cheap local set-up; \'{}\': the paper\'s).'),
     eval_diagnostics: bool = typer.Option(True, help="t-SNE and the nearest-real-neighbour grid."),
     pipeline_root: Optional[Path] = typer.Option(None, help="Where step outputs are kept (default <state>/pipeline-runs)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the pipeline arguments and exit."),
@@ -127,6 +128,13 @@ def run(
     )
     if model_name:
         arguments["model_name"] = model_name
+    if eval_tstr_options is not None:
+        try:
+            if not isinstance(json.loads(eval_tstr_options), dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            raise HistosynthError(f"--eval-tstr-options is not a JSON object: {e}", 'write it like \'{"epochs": 1, "folds": 2}\'') from e
+        arguments["eval_tstr_options"] = eval_tstr_options
     arguments = {k: v for k, v in arguments.items() if k in accepted}
     model_name = model_name or module.PIPELINE.component_spec.inputs["model_name"].default
     if dry_run:
