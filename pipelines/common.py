@@ -32,6 +32,16 @@ def preset_json(name: str) -> str:
     return json.dumps(yaml.safe_load((ROOT / "configs" / name).read_text()))
 
 
+def compile_pipeline(pipeline, path) -> Path:
+    """Write ``pipeline``'s IR YAML (for upload in the Kubeflow UI) to ``path``."""
+    from kfp import compiler
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline, str(path))
+    return path
+
+
 def request_gpu(task: dsl.PipelineTask, count: int = 1) -> dsl.PipelineTask:
     """One NVIDIA GPU, scheduled on GPU nodes and tolerating their taint (ignored by kfp.local)."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(count)

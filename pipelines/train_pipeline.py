@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # components/ lives beside pipelines/
     sys.path.insert(0, str(ROOT))
 
-from kfp import compiler, dsl  # noqa: E402
+from kfp import dsl  # noqa: E402
 
 from components import prepare_data, train_gan  # noqa: E402
-from pipelines.common import EVAL_METRICS, EVAL_TSTR_OPTIONS, Outputs, evaluate_register_export, preset_json, request_gpu  # noqa: E402
+from pipelines.common import EVAL_METRICS, EVAL_TSTR_OPTIONS, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu  # noqa: E402
 
 NAME = "histosynth-train"
 DEFAULT_CONFIG = preset_json("dcgan-samples.yaml")
@@ -56,10 +56,7 @@ PIPELINE = train_pipeline
 
 
 def compile_to(path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(train_pipeline, str(path))
-    return path
+    return compile_pipeline(PIPELINE, path)
 
 
 if __name__ == "__main__":
