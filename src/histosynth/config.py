@@ -109,17 +109,21 @@ class Config:
 
     def flat(self) -> dict[str, Any]:
         """``section.key -> value``, the form MLflow params take."""
-        out: dict[str, Any] = {}
-        for section, values in self.to_dict().items():
-            if isinstance(values, dict):
-                for k, v in values.items():
-                    out[f"{section}.{k}"] = v
-            else:
-                out[section] = values
-        return out
+        return flatten_sections(self.to_dict())
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def flatten_sections(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"train": {"epochs": 3}, "method": "x"}`` -> ``{"train.epochs": 3, "method": "x"}``."""
+    out: dict[str, Any] = {}
+    for section, values in config.items():
+        if isinstance(values, dict):
+            out.update({f"{section}.{k}": v for k, v in values.items()})
+        else:
+            out[section] = values
+    return out
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from histosynth import defaults
-from histosynth.config import _merge, parse_override, read_preset
+from histosynth.config import _merge, flatten_sections, parse_override, read_preset
 from histosynth.errors import ConfigError
 
 INITS = ("imagenet", "hed", "random")
@@ -122,13 +122,7 @@ class SnnConfig:
         return dataclasses.asdict(self)
 
     def flat(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for section, values in self.to_dict().items():
-            if isinstance(values, dict):
-                out.update({f"{section}.{k}": v for k, v in values.items()})
-            else:
-                out[section] = values
-        return out
+        return flatten_sections(self.to_dict())
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
