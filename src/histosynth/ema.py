@@ -6,6 +6,11 @@ lerp per step. Batch-norm running statistics are buffers, not averaged: they are
 
 The effective decay warms up as ``min(decay, (1 + t) / (10 + t))`` after ``t`` updates, so short runs are not
 dominated by the random initialisation (with 0.999 the first ~1000 steps would otherwise be mostly init).
+
+The copied batch-norm statistics belong to the live weights, not to the averaged ones: with decay 0.999 the two
+differ by ~1000 steps of training, and the average then normalises with the wrong mean/variance (washed-out or
+flat grey samples). Before the average is sampled or saved, :meth:`GeneratorEMA.standing_stats` re-estimates
+them from the average's own activations (BigGAN's "standing statistics", Brock et al. 2019).
 """
 
 from __future__ import annotations
@@ -38,6 +43,32 @@ class GeneratorEMA:
         for b_ema, b in zip(self.model.buffers(), generator.buffers()):
             b_ema.copy_(b)
         self.updates += 1
+
+    @torch.no_grad()
+    def standing_stats(self, latent_dim: int, num_classes: int = 0, batches: int = 16, batch_size: int = 64, seed: int = 0) -> None:
+        """Batch-norm running statistics of the averaged generator, as the cumulative mean over ``batches`` batches
+        of its own outputs. Draws from a private seeded generator: the training RNG streams are untouched."""
+        bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            return
+        device = next(self.model.parameters()).device
+        g = torch.Generator(device=device).manual_seed(int(seed))
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average
+        self.model.train()
+        try:
+            for _ in range(batches):
+                z = torch.randn(batch_size, latent_dim, generator=g, device=device)
+                if num_classes:
+                    self.model(z, torch.randint(0, num_classes, (batch_size,), generator=g, device=device))
+                else:
+                    self.model(z)
+        finally:
+            for m, mom in zip(bns, momenta):
+                m.momentum = mom
+            self.model.eval()
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "updates": self.updates, "decay": self.decay}

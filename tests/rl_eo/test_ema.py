@@ -48,6 +48,15 @@ def test_trainer_bundles_the_ema_generator(make_cfg):
     gen, meta = load_generator(result.bundle)
     assert meta["extra"]["ema_decay"] == 0.99
     bundled = gen.state_dict()
-    assert all(torch.equal(bundled[k], ema_state[k]) for k in bundled)
+    params = {k for k, _ in gen.named_parameters()}
+    assert all(torch.equal(bundled[k], ema_state[k]) for k in params)
     weights = [k for k in raw if k.endswith("weight")]
     assert any(not torch.equal(raw[k], ema_state[k]) for k in weights), "the bundle must hold the average, not the live G"
+    # batch-norm statistics: the average's own (standing statistics), not the live G's copied ones
+    means = [k for k in bundled if k.endswith("running_mean")]
+    assert means and all(not torch.equal(bundled[k], raw[k]) for k in means)
+    cfg = make_cfg(None, "train.ema_decay=0.99")
+    again = GeneratorEMA(gen, 0.99)
+    again.model.load_state_dict(ema_state)
+    again.standing_stats(cfg.model.latent_dim, 0, seed=cfg.train.seed)
+    assert all(torch.equal(bundled[k], v) for k, v in again.model.state_dict().items())

@@ -81,7 +81,7 @@ def test_data_root_and_split_errors(store_root, monkeypatch, tmp_path):
 @pytest.mark.numerics
 def test_dcgan_initialisation_statistics():
     """N(0, 0.02) conv weights, N(1, 0.02) batch-norm scales, zero biases (DCGAN paper), 64 px, 64 maps."""
-    cfg = load_config(None, ["data.image_size=64"])
+    cfg = load_config(None, ["data.image_size=64", "model.upsample=deconv"])
     torch.manual_seed(0)
     G, D = build_models(cfg, 4, torch.device("cpu"))
     for net in (G, D):

@@ -6,7 +6,7 @@ __all__ = ["DCGANDiscriminator", "DCGANGenerator", "init_dcgan_weights", "build_
 
 
 def build_generator(spec: dict):
-    """``spec``: {arch, image_size, latent_dim, g_features, channels, num_classes}."""
+    """``spec``: {arch, image_size, latent_dim, g_features, channels, num_classes, upsample}."""
     arch = spec.get("arch", "dcgan")
     if arch == "dcgan":
         return DCGANGenerator(
@@ -15,6 +15,7 @@ def build_generator(spec: dict):
             features=spec.get("g_features", 64),
             channels=spec.get("channels", 3),
             num_classes=spec.get("num_classes", 0),
+            upsample=spec.get("upsample", "deconv"),
         )
     from histosynth.errors import ConfigError
 

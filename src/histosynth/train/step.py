@@ -1,5 +1,6 @@
 """One GAN update: ``d_steps`` discriminator updates (separate real and fake mini-batches) then one
-generator update, with AMP, loss scaling, gradient clipping by norm and an optional gradient penalty.
+generator update, with AMP, loss scaling, gradient clipping by norm, an optional gradient penalty and
+DiffAugment (:mod:`histosynth.augment`) on every image D sees: real and fake in D's update, fake in G's.
 
 The loop is architecture-independent: any (G, D) pair with ``G(z[, y])`` and ``D(x[, y]) -> logits (B,)``.
 With an RL-EO ``reward`` (:mod:`histosynth.rl_eo`) D minimises ``L_D - reward``; the logged ``loss_d`` is that
@@ -9,7 +10,7 @@ difference and ``loss_d_gan`` is ``L_D`` alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -51,6 +52,7 @@ class GANStep:
         scaler_g: torch.amp.GradScaler | None = None,
         scaler_d: torch.amp.GradScaler | None = None,
         reward: RLEOReward | None = None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         self.G, self.D = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
@@ -61,6 +63,7 @@ class GANStep:
         self.grad_clip = float(grad_clip)
         self.gp_weight = float(gp_weight)
         self.reward = reward
+        self.augment = augment if augment else (lambda x: x)
         self.scaler_g = scaler_g if scaler_g is not None else amp.scaler()
         self.scaler_d = scaler_d if scaler_d is not None else amp.scaler()
         self.g_params = [p for p in generator.parameters() if p.requires_grad]
@@ -83,8 +86,8 @@ class GANStep:
             # RL-EO: the SNN scores (real_i, fake_i) beside D's forward passes (a side stream on CUDA)
             pending = self.reward.start(x, fake.detach(), labels) if self.reward is not None else None
             with self.amp.autocast():
-                real_logits = self._d(x, y)  # separate real and fake mini-batches (Salimans et al.)
-                fake_logits = self._d(fake.detach(), y)
+                real_logits = self._d(self.augment(x), y)  # separate real and fake mini-batches (Salimans et al.)
+                fake_logits = self._d(self.augment(fake.detach()), y)
             loss_real = self.loss.d_real(real_logits)
             loss_fake = self.loss.d_fake(fake_logits)
             loss_d = loss_real + loss_fake
@@ -116,7 +119,7 @@ class GANStep:
             p.requires_grad_(False)
         try:
             with self.amp.autocast():
-                g_logits = self._d(fake, y)
+                g_logits = self._d(self.augment(fake), y)
             loss_g = self.loss.g_loss(g_logits)
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(loss_g).backward()

@@ -20,6 +20,7 @@ import torch
 import histosynth
 from histosynth import bundle as bundle_mod
 from histosynth import defaults, monitoring, tracking
+from histosynth.augment import DiffAugment
 from histosynth.config import Config, apply_overrides, config_from_dict, config_hash, validate
 from histosynth.device import amp_for, describe, determinism, resolve_device, rng_state, seed_everything, set_rng_state
 from histosynth.ema import GeneratorEMA
@@ -69,6 +70,7 @@ def generator_spec(cfg: Config, num_classes: int) -> dict[str, Any]:
         "g_features": cfg.model.g_features,
         "channels": cfg.model.channels,
         "num_classes": num_classes,
+        "upsample": cfg.model.upsample,
     }
 
 
@@ -175,7 +177,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
 
     t_start = time.perf_counter()
     ckpt = load_checkpoint(resume) if resume else None
-    amp = amp_for(device, cfg.train.amp)
+    amp = amp_for(device, cfg.train.amp, cfg.train.cpu_bf16)
     seed_everything(cfg.train.seed)
 
     uri = tracking.configure(cfg.tracking.tracking_uri)
@@ -215,6 +217,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
         grad_clip=cfg.optim.grad_clip,
         gp_weight=cfg.loss.gp_weight,
         reward=rl,
+        augment=DiffAugment(cfg.augment.policy),
     )
     z_fixed, y_fixed = fixed_inputs(cfg, num_classes, device)
 
@@ -269,6 +272,12 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
         else:
             log.warning("the checkpoint has no generator EMA: the average restarts from the current weights")
     G_out = ema.model if ema is not None else G  # what samples and the bundle use
+
+    def refresh_ema_stats() -> None:
+        """The average's own batch-norm statistics before it is sampled or saved (see histosynth.ema)."""
+        if ema is not None:
+            with amp.autocast():
+                ema.standing_stats(cfg.model.latent_dim, num_classes, seed=cfg.train.seed)
 
     env = describe(device, amp)
     nested = mlflow.active_run() is not None
@@ -383,6 +392,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
                         epoch_meter = MetricMeter()
                         perm, batch_start = None, 0
                         if cfg.train.sample_every > 0 and epoch % cfg.train.sample_every == 0:
+                            refresh_ema_stats()
                             last_samples = sample_grid(G_out, z_fixed, y_fixed, sample_dir / f"epoch_{epoch:04d}.png", amp)
                             mlflow.log_artifact(str(last_samples), "samples")
                         if cfg.train.checkpoint_every > 0 and epoch % cfg.train.checkpoint_every == 0 and not done and epoch < cfg.train.epochs:
@@ -392,6 +402,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
 
         mid_epoch = batch_start > 0
         ckpt_path = checkpoint(ckpt_dir / LAST, mid_epoch=mid_epoch)
+        refresh_ema_stats()
         final_samples = sample_grid(G_out, z_fixed, y_fixed, sample_dir / "final.png", amp)
         mlflow.log_artifact(str(final_samples), "samples")
         last_samples = final_samples

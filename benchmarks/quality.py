@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Sample quality at a fixed budget: the paper's plain DCGAN vs the data-efficient default, side by side.
+
+Every (method, seed) cell trains from its preset with the same budget overrides (steps, batch, device), then
+``histosynth.evaluate.evaluate_generator`` scores the generator against the real ``--eval-split`` with the FID
+Inception (FID, KID, precision, recall, F1). Cells append to ``results.jsonl`` as they finish and finished
+cells are skipped on a re-run, so the benchmark can be run in parts. The summary (mean +- std per method and
+the ratio of each metric to the plain DCGAN's) is printed as a Markdown table and written to ``summary.json``;
+each cell's final sample grid is copied next to it.
+
+    python benchmarks/quality.py --seeds 0 1 2 --steps 1200 --out bench/quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from histosynth.config import load_config
+
+METHODS = {
+    "DCGAN (paper)": "configs/dcgan-plain-samples.yaml",
+    "default (DiffAugment + resize G + EMA)": "configs/dcgan-samples.yaml",
+}
+KEYS = ("fid", "kid_mean", "precision", "recall", "f1")
+
+
+def read_done(path: Path) -> dict[tuple[str, int], dict]:
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["method"], r["seed"]): r for r in rows}
+
+
+def run_cell(method: str, preset: str, seed: int, args, out: Path, uri: str) -> dict:
+    from histosynth.evaluate import evaluate_generator
+    from histosynth.train import train
+
+    run_dir = out / "runs" / f"{preset.split('/')[-1].removesuffix('.yaml')}-seed{seed}"
+    cfg = load_config(
+        preset,
+        [
+            f"data.root={args.data}", f"train.seed={seed}", f"train.max_steps={args.steps}", "train.epochs=100000",
+            f"train.device={args.device}", "train.sample_every=0", "train.checkpoint_every=0", f"train.out_dir={run_dir}",
+            f"tracking.tracking_uri={uri}", "tracking.experiment=quality-benchmark", f"tracking.run_name={method} seed {seed}",
+            *([f"train.batch_size={args.batch}"] if args.batch else []), *args.overrides,
+        ],
+    )
+    t0 = time.perf_counter()
+    res = train(cfg, progress=sys.stderr.isatty())
+    train_s = time.perf_counter() - t0
+    rec = evaluate_generator(res.bundle, args.data, split=args.eval_split, metrics="fid,kid,pr", extractor="inception-fid", seed=seed, device=args.device, mlflow_run_id=res.run_id, tracking_uri=uri)
+    grid = out / f"grid-{run_dir.name}.png"
+    if res.samples:
+        shutil.copy(res.samples, grid)
+    return {
+        "method": method, "seed": seed, "preset": preset, "steps": res.steps, "batch": cfg.train.batch_size, "train_s": round(train_s, 1),
+        "device": res.device, "run_id": res.run_id, "grid": str(grid), "n_real": rec["n_real"], "n_fake": rec["n_fake"],
+        **{k: rec["metrics"][k] for k in KEYS if k in rec["metrics"]},
+    }
+
+
+def summarise(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for method in METHODS:
+        mine = [r for r in rows if r["method"] == method]
+        out[method] = {}
+        for k in (*KEYS, "train_s"):
+            vals = [r[k] for r in mine if k in r]
+            if vals:
+                out[method][k] = {"mean": statistics.mean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/splits", help="split folder: 'train' to train on, --eval-split to score against")
+    ap.add_argument("--eval-split", default="test")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=1200, help="G steps per run, the same for every method")
+    ap.add_argument("--batch", type=int, default=0, help="batch size for every method (0: each preset's own)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--set", "-s", dest="overrides", action="append", default=[], help="extra override for every method (repeatable)")
+    ap.add_argument("--out", default="bench/quality")
+    args = ap.parse_args()
+    args.data = str(Path(args.data).absolute())
+
+    out = Path(args.out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    jsonl = out / "results.jsonl"
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    done = read_done(jsonl)
+    for seed in args.seeds:
+        for method, preset in METHODS.items():
+            if (method, seed) in done:
+                print(f"== {method} seed {seed}: done, skipped", file=sys.stderr)
+                continue
+            print(f"== {method} seed {seed}: {args.steps} steps", file=sys.stderr, flush=True)
+            row = run_cell(method, preset, seed, args, out, uri)
+            with jsonl.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            done[(method, seed)] = row
+
+    rows = [r for r in done.values() if r["seed"] in args.seeds]
+    summary = summarise(rows)
+    (out / "summary.json").write_text(json.dumps({"command": " ".join([Path(sys.executable).name, *sys.argv]), "torch": torch.__version__, "summary": summary}, indent=2) + "\n")
+    base = summary[next(iter(METHODS))]
+    print(f"\n{args.steps} G steps per run, seeds {args.seeds}, scored on '{args.eval_split}' with the FID Inception ({rows[0]['n_real']} real vs {rows[0]['n_fake']} synthetic)")
+    print("| method | " + " | ".join(KEYS) + " | train s |")
+    print("|---" * (len(KEYS) + 2) + "|")
+    for method, s in summary.items():
+        print(f"| {method} | " + " | ".join(f"{s[k]['mean']:.4g} +- {s[k]['std']:.2g}" for k in KEYS) + f" | {s['train_s']['mean']:.0f} |")
+    for method, s in list(summary.items())[1:]:
+        ratios = {k: s[k]["mean"] / base[k]["mean"] for k in KEYS if base[k]["mean"]}
+        print(f"| ratio {method} / DCGAN (paper) | " + " | ".join(f"{ratios[k]:.3f}" if k in ratios else "-" for k in KEYS) + " | |")
+
+
+if __name__ == "__main__":
+    main()
