@@ -29,11 +29,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from histosynth.errors import HistosynthError
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 DEFAULT_ALIAS = "champion"
 DEFAULT_METRIC = "fid"
@@ -200,29 +202,38 @@ def memorization_gate(
     seed: int,
     device: str,
     batch_size: int = 64,
+    progress: Progress | None = None,
 ) -> Gate:
-    """Generate ``n_samples`` images, embed them and up to ``n_train`` training patches, compare NN distances."""
+    """Generate ``n_samples`` images, embed them and up to ``n_train`` training patches, compare NN distances.
+    ``progress(phase, done, total)`` hears of each phase (the training features dominate on a CPU)."""
     import torch
 
     from histosynth.bundle import load_generator
-    from histosynth.evaluate import fake_features, open_split
+    from histosynth.evaluate import fake_features, open_split, phase
     from histosynth.features import get_extractor, resolve_device
 
     dev = resolve_device(device)
     store = open_split(train_root, "train")
-    ext = get_extractor(extractor, dev)
+    with phase(progress, f"load {extractor}"):
+        ext = get_extractor(extractor, dev)
     n_all = len(store)
     if n_all < 2:
         raise HistosynthError(f"training store '{store.root}' has {n_all} patch(es)", "pass --train-data with the real training split")
     idx = np.arange(n_all) if n_all <= n_train else np.sort(np.random.RandomState(seed).choice(n_all, n_train, replace=False))
-    real = np.concatenate([ext(np.asarray(store.images[idx[i : i + batch_size]])) for i in range(0, len(idx), batch_size)])
+    real = []
+    for i in range(0, len(idx), batch_size):
+        real.append(ext(np.asarray(store.images[idx[i : i + batch_size]])))
+        if progress:
+            progress("training-patch features", min(i + batch_size, len(idx)), len(idx))
+    real = np.concatenate(real)
     gen, meta = load_generator(bundle, dev)
     k = int(meta["spec"].get("num_classes", 0) or 0)
     class_ids = (np.arange(n_samples) % k).astype(np.int64) if k else None
     with torch.inference_mode():
-        fake, _ = fake_features(gen, meta["spec"], ext, n_samples, class_ids=class_ids, seed=seed, batch_size=batch_size, device=dev)
-    scale = train_nn_scale(real)
-    d = nn_distances(fake, real) / scale
+        fake, _ = fake_features(gen, meta["spec"], ext, n_samples, class_ids=class_ids, seed=seed, batch_size=batch_size, device=dev, progress=progress)
+    with phase(progress, "nearest neighbours"):
+        scale = train_nn_scale(real)
+        d = nn_distances(fake, real) / scale
     worst = int(np.argmin(d))
     values = {
         "min": float(d.min()),
@@ -274,10 +285,12 @@ def promote(
     device: str = "auto",
     dry_run: bool = False,
     tracking_uri: str = "",
+    progress: Progress | None = None,
 ) -> PromotionResult:
     """Check the gates for ``name`` v``version`` and move ``name@alias`` to it when all pass (see module doc).
 
-    ``quality_limits``: overrides of :data:`QUALITY_LIMITS` (e.g. ``{"max_fid": 120}``)."""
+    ``quality_limits``: overrides of :data:`QUALITY_LIMITS` (e.g. ``{"max_fid": 120}``); ``progress``: as in
+    :func:`memorization_gate`, the only slow gate."""
     from histosynth import registry
 
     if margin < 0 or n_samples < 1 or n_train < 2:
@@ -317,7 +330,7 @@ def promote(
     try:
         if bundle_error is not None:
             raise bundle_error
-        gates.append(memorization_gate(bundle, _train_root(run, train_data), min_nn_distance, n_samples, n_train, extractor, seed, device))
+        gates.append(memorization_gate(bundle, _train_root(run, train_data), min_nn_distance, n_samples, n_train, extractor, seed, device, progress=progress))
     except HistosynthError as e:
         gates.append(Gate("memorization", False, f"could not be checked: {e.problem}", {"error": e.problem, "fix": e.hint}))
 

@@ -226,6 +226,8 @@ def test_absolute_quality_gates_judge_without_a_champion(world, mlflow_server, m
     io = capsys.readouterr()
     text = " ".join((io.out + io.err).split())
     assert code.value.code == 2
+    for line in (f"> load {EXTRACTOR} (1)", "> training-patch features (48)", f"> fake features ({N_SAMPLES})", "> nearest neighbours (1)", "nearest neighbours: 1/1 in "):
+        assert line in io.err  # a line per phase of the slow gate, on stderr
     for line in ("FAIL fid test/fid = 400; needs <= 150", "FAIL precision test/precision = 0; needs >= 0.5", "FAIL recall test/recall = 0; needs >= 0.3", "pass parity", "pass memorization"):
         assert line in text
 

@@ -37,6 +37,7 @@ def promote(
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI or the local store)."),
 ) -> None:
     """Promote MODEL --version N to --alias (champion) if its metric, FID/precision/recall, ONNX parity and memorization gates pass (refusal: exit 2)."""
+    from histosynth.cli.progress import phases
     from histosynth.promote import PromotionRefused
     from histosynth.promote import promote as run
 
@@ -49,11 +50,13 @@ def promote(
             out.print(f"  {mark} {g.name:<13} {g.detail}", soft_wrap=True)
 
     try:
-        result = run(
-            model, version, alias, metric=metric, margin=margin, higher_is_better=higher_is_better, max_parity_diff=max_parity_diff,
-            quality_limits={"max_fid": max_fid, "min_precision": min_precision, "min_recall": min_recall}, min_nn_distance=min_nn_distance, train_data=train_data, n_samples=n_samples, n_train=n_train, extractor=extractor,
-            seed=seed, device=device, dry_run=dry_run, tracking_uri=tracking_uri,
-        )
+        with phases(bar=not as_json) as progress:
+            result = run(
+                model, version, alias, metric=metric, margin=margin, higher_is_better=higher_is_better, max_parity_diff=max_parity_diff,
+                quality_limits={"max_fid": max_fid, "min_precision": min_precision, "min_recall": min_recall}, min_nn_distance=min_nn_distance,
+                train_data=train_data, n_samples=n_samples, n_train=n_train, extractor=extractor, seed=seed, device=device, dry_run=dry_run,
+                tracking_uri=tracking_uri, progress=progress,
+            )
     except PromotionRefused as e:
         show(e.result)
         raise
