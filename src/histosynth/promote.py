@@ -205,7 +205,7 @@ def memorization_gate(
     progress: Progress | None = None,
 ) -> Gate:
     """Generate ``n_samples`` images, embed them and up to ``n_train`` training patches, compare NN distances.
-    ``progress(phase, done, total)`` hears of each phase (the training features dominate on a CPU)."""
+    ``progress(phase, done, total)`` hears of each phase (most images go through the extractor as training patches)."""
     import torch
 
     from histosynth.bundle import load_generator
