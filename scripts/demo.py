@@ -176,7 +176,7 @@ def write_comparison(synth_dir: Path, splits: Path, out: Path) -> Path:
     n = min(len(files), len(store))
     idx = np.sort(np.random.RandomState(0).choice(len(store), n, replace=False))
     synthetic = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files[:n]])
-    return real_vs_synthetic(np.asarray(store.images[idx]), synthetic, out, labels=(f"real test patches ({splits.name})", "synthetic, served by Triton"))
+    return real_vs_synthetic(np.asarray(store.images[idx]), synthetic, out, labels=("real test patches", "synthetic, served by Triton"))
 
 
 def promotion_verdict(version: int) -> list[str]:

@@ -113,6 +113,12 @@ def test_the_demo_never_moves_a_candidate_someone_else_uses(demo, tmp_path):
     assert "KID           0.4100   real-vs-real floor: 0.0031" in text and "recall    not logged" in text
     assert "DCGAN 57.45, RL-EO 44.04" in text and "not comparable one-to-one" in text
 
+    # the gates' verdict as a dry run: this never-exported, collapsed version is refused, and no alias moves
+    verdict = "\n".join(demo.promotion_verdict(v2))
+    assert "FAIL fid           test/fid = 402.5; needs <= 150" in verdict and "FAIL recall" in verdict and "FAIL parity" in verdict
+    assert f"verdict: {name} v{v2} would be REFUSED (fid, precision, recall, parity, memorization)" in verdict
+    assert set(client.get_registered_model(name).aliases) == {"candidate"}
+
 
 @pytest.mark.unit
 def test_comparison_grid_has_as_many_real_as_synthetic(demo, tmp_path):
