@@ -22,7 +22,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,16 @@ from histosynth.metrics._linalg import mean_cov
 
 RECORD_FORMAT = "histosynth.evaluation/1"
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@contextmanager
+def phase(progress: Progress | None, name: str) -> Iterator[None]:
+    """Report a step without natural counts (loading, metrics, plots) as one 0/1 -> 1/1 stage."""
+    if progress:
+        progress(name, 0, 1)
+    yield
+    if progress:
+        progress(name, 1, 1)
 
 
 def open_split(real_root: str | Path, split: str) -> PatchStore:
@@ -83,6 +94,8 @@ def real_features(
     t0 = time.perf_counter()
     entry = None if refresh else feature_cache.load(key)
     if entry is not None and entry["features"].shape == (len(idx), extractor.dim):
+        if progress:
+            progress("real features from the cache", len(idx), len(idx))
         info = {"hit": True, "key": key, "path": str(feature_cache.entry_path(key)), "seconds": time.perf_counter() - t0}
         return entry["features"], (entry["mu"], entry["sigma"]), idx, info
     images = store.images
@@ -265,7 +278,8 @@ def evaluate_generator(
 
         tstr_cfg = TstrConfig.from_dict({"seed": int(seed), "device": device, **(tstr_options or {})})
     store = open_split(real_root, split)
-    ext = get_extractor(extractor, dev, weights)
+    with phase(progress, f"load {extractor}"):
+        ext = get_extractor(extractor, dev, weights)
     want_logits = any(n in M.LOGIT_METRICS for n in names)
     if want_logits and not ext.has_logits:
         raise HistosynthError(
@@ -302,7 +316,8 @@ def evaluate_generator(
 
         ppl_ids = class_allocation(store.labels[idx], store.classes, list(meta["classes"]), int(opts["ppl_samples"]), seed) if conditional else None
         handle = GeneratorHandle(fn=lambda z, y: gen(z, y) if y is not None else gen(z), latent_dim=int(spec.get("latent_dim", 100)), device=dev, class_ids=ppl_ids)
-    values, details = M.compute([n for n in names if not (separate_cmmd and n == "cmmd")], r_feats, f_feats, fake_logits=f_logits, real_stats=r_stats, generator=handle, progress=progress, **opts)
+    with phase(progress, "metrics " + ",".join(names)):
+        values, details = M.compute([n for n in names if not (separate_cmmd and n == "cmmd")], r_feats, f_feats, fake_logits=f_logits, real_stats=r_stats, generator=handle, progress=progress, **opts)
     if separate_cmmd:
         c_ext = get_extractor(str(cmmd_extractor), dev)
         c_real, _, _, _ = real_features(store, split, c_ext, n_real=n_real, seed=seed, batch_size=batch_size, refresh=refresh_cache, progress=progress)
@@ -366,11 +381,13 @@ def evaluate_generator(
         if tsne:
             from histosynth.diagnostics import tsne_plot
 
-            diag["tsne"] = tsne_plot(r_feats, f_feats, art / "tsne.png", seed=seed, real_labels=store.labels[idx], classes=store.classes, title=f"t-SNE of {ext.name} features: {len(idx)} real ({split}) vs {n_fake} synthetic")
+            with phase(progress, "t-SNE plot"):
+                diag["tsne"] = tsne_plot(r_feats, f_feats, art / "tsne.png", seed=seed, real_labels=store.labels[idx], classes=store.classes, title=f"t-SNE of {ext.name} features: {len(idx)} real ({split}) vs {n_fake} synthetic")
         if knn:
             from histosynth.diagnostics import memorization_check
 
-            diag["knn"] = memorization_check(f_feats, f_images, r_feats, store.images[idx], art / "knn.png", k=int(knn), rows=int(knn_rows), seed=seed, device=device)
+            with phase(progress, f"{knn}-nearest-real-neighbour grid"):
+                diag["knn"] = memorization_check(f_feats, f_images, r_feats, store.images[idx], art / "knn.png", k=int(knn), rows=int(knn_rows), seed=seed, device=device)
             diag["knn"]["features"] = ext.name
         if diag:
             record["diagnostics"] = diag
@@ -382,7 +399,8 @@ def evaluate_generator(
     if out_jsonl:
         append_jsonl(out_jsonl, record)
     if mlflow_run_id:
-        log_to_mlflow(mlflow_run_id, record, tracking_uri)
+        with phase(progress, "log to MLflow"):
+            log_to_mlflow(mlflow_run_id, record, tracking_uri)
     return record
 
 

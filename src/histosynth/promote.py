@@ -5,10 +5,13 @@
 1. **metric**: the chosen evaluation metric logged on the version's run (``histosynth evaluate --run-id``; default
    ``fid``, found as ``test/fid`` then ``val/fid`` then any ``*/fid``) is not worse than the current champion's by
    more than ``margin`` (relative). Lower is better for fid/kid/ppl, higher for precision/recall/density/coverage/is;
-   ``higher_is_better`` overrides. No champion yet: the gate passes on the candidate's own value.
-2. **parity**: the version's ``onnx_parity_max_abs_diff`` tag (set by ``histosynth export``) is present and at
+   ``higher_is_better`` overrides. No champion yet: nothing to compare, the absolute gates below still judge.
+2. **fid / precision / recall** (absolute quality): FID at most ``max_fid``, precision and recall at least
+   ``min_precision`` / ``min_recall`` (:data:`QUALITY_LIMITS`), whatever the champion is: a relative gate alone
+   would wave through the first model however bad. A metric never logged fails its gate.
+3. **parity**: the version's ``onnx_parity_max_abs_diff`` tag (set by ``histosynth export``) is present and at
    most ``max_parity_diff``: what Triton serves reproduces the PyTorch generator.
-3. **memorization**: samples of the generator are embedded with a feature extractor (``histosynth.features``) and
+4. **memorization**: samples of the generator are embedded with a feature extractor (``histosynth.features``) and
    each one's nearest-neighbour L2 distance to the training patches is measured, relative to the typical
    train-to-train nearest-neighbour distance (so the threshold does not depend on the extractor's scale). The
    smallest such distance must be at least ``min_nn_distance``: one generated patch that copies patient tissue
@@ -26,11 +29,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from histosynth.errors import HistosynthError
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 DEFAULT_ALIAS = "champion"
 DEFAULT_METRIC = "fid"
@@ -39,6 +44,9 @@ DEFAULT_MAX_PARITY = 1e-4
 DEFAULT_MIN_NN = 0.1
 DEFAULT_N_SAMPLES = 256
 DEFAULT_N_TRAIN = 2000
+# Absolute quality limits. The sample data's own real-vs-real FID (val vs test, 213 vs 213 patches) is 95.8, so
+# 150 leaves room for a usable generator while refusing a collapsed one (FID ~400, precision and recall 0).
+QUALITY_LIMITS = {"max_fid": 150.0, "min_precision": 0.5, "min_recall": 0.3}
 LOWER_IS_BETTER = {"fid", "kid", "ppl", "cmmd"}
 HIGHER_IS_BETTER = {"is", "precision", "recall", "density", "coverage"}
 TAG_PREFIX = "promotion."
@@ -121,6 +129,27 @@ def metric_gate(candidate: float | None, champion: float | None, metric: str, ma
     return Gate("metric", ok, f"{key} = {candidate:.4g} vs champion v{champion_version} {champion:.4g}: needs {cmp} {limit:.4g} (margin {margin:g})", values)
 
 
+def quality_gates(metrics: dict[str, float], limits: dict[str, float], fix: str) -> list[Gate]:
+    """One gate per ``max_<metric>`` / ``min_<metric>`` limit on the run's logged ``metrics``; ``fix``: how to log them."""
+    gates = []
+    for limit_name, limit in limits.items():
+        bound, metric = limit_name.split("_", 1)
+        found = find_metric(metrics, metric)
+        values = {"metric": found[0] if found else metric, "value": found[1] if found else None, limit_name: limit}
+        if found is None or not math.isfinite(found[1]):
+            gates.append(Gate(metric, False, f"no finite '{metric}' logged on the version's run: never evaluated", {**values, "fix": fix}))
+            continue
+        ok = found[1] <= limit if bound == "max" else found[1] >= limit
+        cmp = "<=" if bound == "max" else ">="
+        gates.append(Gate(metric, ok, f"{found[0]} = {found[1]:.4g}; needs {cmp} {limit:g}", values))
+    return gates
+
+
+def evaluate_command(run_id: str | None, bundle: Path | None) -> str:
+    """The ``histosynth evaluate`` call that logs the quality metrics to the version's run."""
+    return f"run `histosynth evaluate --bundle {bundle or 'GENERATOR.pt'} --real data/splits --split test --run-id {run_id or 'RUN_ID'}` (--real: the splits it was trained from)"
+
+
 def parity_gate(tag: str | None, max_diff: float) -> Gate:
     values = {"onnx_parity_max_abs_diff": tag, "max": max_diff}
     if tag is None:
@@ -173,29 +202,38 @@ def memorization_gate(
     seed: int,
     device: str,
     batch_size: int = 64,
+    progress: Progress | None = None,
 ) -> Gate:
-    """Generate ``n_samples`` images, embed them and up to ``n_train`` training patches, compare NN distances."""
+    """Generate ``n_samples`` images, embed them and up to ``n_train`` training patches, compare NN distances.
+    ``progress(phase, done, total)`` hears of each phase (most images go through the extractor as training patches)."""
     import torch
 
     from histosynth.bundle import load_generator
-    from histosynth.evaluate import fake_features, open_split
+    from histosynth.evaluate import fake_features, open_split, phase
     from histosynth.features import get_extractor, resolve_device
 
     dev = resolve_device(device)
     store = open_split(train_root, "train")
-    ext = get_extractor(extractor, dev)
+    with phase(progress, f"load {extractor}"):
+        ext = get_extractor(extractor, dev)
     n_all = len(store)
     if n_all < 2:
         raise HistosynthError(f"training store '{store.root}' has {n_all} patch(es)", "pass --train-data with the real training split")
     idx = np.arange(n_all) if n_all <= n_train else np.sort(np.random.RandomState(seed).choice(n_all, n_train, replace=False))
-    real = np.concatenate([ext(np.asarray(store.images[idx[i : i + batch_size]])) for i in range(0, len(idx), batch_size)])
+    real = []
+    for i in range(0, len(idx), batch_size):
+        real.append(ext(np.asarray(store.images[idx[i : i + batch_size]])))
+        if progress:
+            progress("training-patch features", min(i + batch_size, len(idx)), len(idx))
+    real = np.concatenate(real)
     gen, meta = load_generator(bundle, dev)
     k = int(meta["spec"].get("num_classes", 0) or 0)
     class_ids = (np.arange(n_samples) % k).astype(np.int64) if k else None
     with torch.inference_mode():
-        fake, _ = fake_features(gen, meta["spec"], ext, n_samples, class_ids=class_ids, seed=seed, batch_size=batch_size, device=dev)
-    scale = train_nn_scale(real)
-    d = nn_distances(fake, real) / scale
+        fake, _ = fake_features(gen, meta["spec"], ext, n_samples, class_ids=class_ids, seed=seed, batch_size=batch_size, device=dev, progress=progress)
+    with phase(progress, "nearest neighbours"):
+        scale = train_nn_scale(real)
+        d = nn_distances(fake, real) / scale
     worst = int(np.argmin(d))
     values = {
         "min": float(d.min()),
@@ -237,6 +275,7 @@ def promote(
     margin: float = DEFAULT_MARGIN,
     higher_is_better: bool | None = None,
     max_parity_diff: float = DEFAULT_MAX_PARITY,
+    quality_limits: dict[str, float] | None = None,
     min_nn_distance: float = DEFAULT_MIN_NN,
     train_data: str | Path | None = None,
     n_samples: int = DEFAULT_N_SAMPLES,
@@ -246,12 +285,20 @@ def promote(
     device: str = "auto",
     dry_run: bool = False,
     tracking_uri: str = "",
+    progress: Progress | None = None,
 ) -> PromotionResult:
-    """Check the gates for ``name`` v``version`` and move ``name@alias`` to it when all pass (see module doc)."""
+    """Check the gates for ``name`` v``version`` and move ``name@alias`` to it when all pass (see module doc).
+
+    ``quality_limits``: overrides of :data:`QUALITY_LIMITS` (e.g. ``{"max_fid": 120}``); ``progress``: as in
+    :func:`memorization_gate`, the only slow gate."""
     from histosynth import registry
 
     if margin < 0 or n_samples < 1 or n_train < 2:
         raise HistosynthError(f"invalid settings: margin={margin}, n_samples={n_samples}, n_train={n_train}", "use margin >= 0, n_samples >= 1, n_train >= 2")
+    unknown = set(quality_limits or {}) - set(QUALITY_LIMITS)
+    if unknown:
+        raise HistosynthError(f"unknown quality limit(s) {sorted(unknown)}", f"use {', '.join(QUALITY_LIMITS)}")
+    limits = {**QUALITY_LIMITS, **(quality_limits or {})}
     client = registry._client(tracking_uri)
     mv = registry.get_model_version(name, version=int(version), tracking_uri=tracking_uri)
     try:
@@ -274,10 +321,16 @@ def promote(
         gates = [Gate("metric", False, f"current champion v{champ_version} has no '{key}' logged; evaluate it first (histosynth evaluate --run-id)", {"champion_version": champ_version, "metric": key})]
     else:
         gates = [metric_gate(cand[1] if cand else None, champ_value, metric, margin, higher, key, champ_version)]
+    try:
+        bundle, bundle_error = registry.resolve_generator(name, version=int(mv.version), tracking_uri=tracking_uri), None
+    except HistosynthError as e:
+        bundle, bundle_error = None, e
+    gates += quality_gates(run.data.metrics if run else {}, limits, evaluate_command(mv.run_id, bundle))
     gates.append(parity_gate((mv.tags or {}).get("onnx_parity_max_abs_diff"), max_parity_diff))
     try:
-        bundle = registry.resolve_generator(name, version=int(mv.version), tracking_uri=tracking_uri)
-        gates.append(memorization_gate(bundle, _train_root(run, train_data), min_nn_distance, n_samples, n_train, extractor, seed, device))
+        if bundle_error is not None:
+            raise bundle_error
+        gates.append(memorization_gate(bundle, _train_root(run, train_data), min_nn_distance, n_samples, n_train, extractor, seed, device, progress=progress))
     except HistosynthError as e:
         gates.append(Gate("memorization", False, f"could not be checked: {e.problem}", {"error": e.problem, "fix": e.hint}))
 

@@ -52,3 +52,25 @@ def test_knn_grid_finds_an_exact_copy(tmp_path):
     assert np.array_equal(q, imgs[7]) and np.array_equal(n1, imgs[7])
     idx, dist = nearest(real_feats, real_feats, 2, device="cpu")
     assert (idx[:, 0] == np.arange(20)).all() and (dist[:, 0] == 0).all()  # a real image queried: distance 0
+
+
+def test_real_vs_synthetic_grid_puts_each_set_on_its_side(tmp_path):
+    from histosynth.diagnostics import real_vs_synthetic
+    from histosynth.diagnostics.compare import GAP, TITLE, panel_size
+    from histosynth.diagnostics.knn import PAD
+
+    real = np.zeros((5, 16, 16, 3), np.uint8)
+    real[..., 0] = 255  # all red
+    synthetic = np.zeros((5, 16, 16, 1), np.uint8)  # one-channel, all black
+    path = real_vs_synthetic(real, synthetic, tmp_path / "out" / "grid.png", labels=("real test", "synthetic Triton"), cell=20)
+    cols, pw, ph = panel_size(5, 20)
+    assert cols == 3 and path.is_file()
+    with Image.open(path) as im:
+        px = np.asarray(im.convert("RGB"))
+    assert px.shape == (ph + 2 * PAD, 2 * pw + GAP + 2 * PAD, 3)
+    y = PAD + TITLE + 5  # inside the first row of cells
+    assert (px[y, PAD + 5] == [255, 0, 0]).all() and (px[y, PAD + pw + GAP + 5] == [0, 0, 0]).all()
+    assert (px[PAD + TITLE + 20 + PAD + 5, PAD + 2 * (20 + PAD) + 5] == [255, 255, 255]).all()  # 5 of 6 cells: the last is empty
+    assert (px[2:PAD + TITLE - 2, PAD : PAD + pw] < 128).any()  # the label is drawn
+    with pytest.raises(ValueError, match="as many real as synthetic"):
+        real_vs_synthetic(real, synthetic[:3], tmp_path / "x.png")

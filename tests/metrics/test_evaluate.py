@@ -95,6 +95,10 @@ def test_cli(tiny_setup, pixel_extractor, tmp_path):
                                    "--extractor", pixel_extractor, "--n", "24", "--out", str(out), "--device", "cpu", "--set", "kid_subsets=5"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "fid" in res.output and "kid_mean" in res.output and "precision" in res.output and "NO" in res.output
+    # one line per phase on stderr (a non-tty here: no bar), with each phase's duration
+    for line in (f"> load {pixel_extractor} (1)", "> real features", "> fake features (24)", "fake features: 24/24 in ", "> metrics fid,kid,precision_recall (1)"):
+        assert line in res.stderr
+    assert "> real features" not in res.stdout
     rec = json.loads(out.read_text())
     assert rec["n_fake"] == 24 and rec["options"]["kid_subsets"] == 5
     bad = CliRunner().invoke(app, ["evaluate", "--bundle", str(tiny_setup["cond"]), "--real", str(tiny_setup["splits"]), "--extractor", "nope"])

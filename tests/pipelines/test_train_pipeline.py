@@ -93,6 +93,7 @@ def test_local_run_trains_evaluates_registers_and_exports(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "pipeline 'train' finished" in proc.stdout
+    assert "Got executor_input" not in proc.stdout + proc.stderr and "will be ignored" not in proc.stdout + proc.stderr  # quiet by default
 
     runs = tmp_path / "runs"
     bundle = next(runs.rglob("generator.pt"))

@@ -1,5 +1,6 @@
-"""Gated promotion against a real `mlflow server`: metric margin, ONNX parity, memorization (a generator whose
-samples are training patches is refused), refusal exit code and messages, dry run, tags on the version."""
+"""Gated promotion against a real `mlflow server`: metric margin, absolute FID/precision/recall limits, ONNX parity,
+memorization (a generator whose samples are training patches is refused), refusal exit code and messages, dry run,
+tags on the version."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from histosynth.export import export_registered
 from histosynth.features import Extractor, register_extractor
 from histosynth.features.base import to_uint8
 from histosynth.nets import build_generator, init_dcgan_weights
-from histosynth.promote import PromotionRefused, find_metric, metric_gate, nn_distances, parity_gate, promote, train_nn_scale
+from histosynth.promote import QUALITY_LIMITS, PromotionRefused, find_metric, metric_gate, nn_distances, parity_gate, promote, quality_gates, train_nn_scale
 
 SPEC = {"arch": "dcgan", "image_size": 32, "latent_dim": 16, "g_features": 8, "channels": 3, "num_classes": 0}
 N_SAMPLES, SEED = 24, 0
@@ -75,13 +76,15 @@ def world(tmp_path_factory):
     return {"honest": honest, "better": better, "copier": copier, "clean": clean, "leaked": leaked}
 
 
-def _register(name, bundle, fid, store, export=True):
-    """What train -> evaluate -> register -> export leave behind: the run's data.store param and test/fid metric."""
+def _register(name, bundle, fid, store, export=True, precision=0.6, recall=0.4):
+    """What train -> evaluate -> register -> export leave behind: the run's data.store param and test/* metrics
+    (``fid`` None: never evaluated, no metrics at all)."""
     mv = registry.register_generator(bundle, name)
     client = MlflowClient()
     client.log_param(mv.run_id, "data.store", str(store))
     if fid is not None:
-        client.log_metric(mv.run_id, "test/fid", fid)
+        for key, value in (("fid", fid), ("precision", precision), ("recall", recall)):
+            client.log_metric(mv.run_id, f"test/{key}", value)
     if export:
         export_registered(name, version=int(mv.version))
     return int(mv.version)
@@ -95,6 +98,15 @@ def test_gate_arithmetic():
     assert find_metric({"val/fid": 3.0, "test/fid": 2.0, "epoch/loss_d": 1.0}, "fid") == ("test/fid", 2.0)
     assert find_metric({"train/inception-fid/fid": 5.0}, "fid") == ("train/inception-fid/fid", 5.0)
     assert find_metric({"loss": 1.0}, "fid") is None
+    fix = "run `histosynth evaluate ...`"
+    gates = quality_gates({"test/fid": 400.0, "test/precision": 0.0, "test/recall": 0.0}, QUALITY_LIMITS, fix)
+    assert [(g.name, g.passed) for g in gates] == [("fid", False), ("precision", False), ("recall", False)]
+    assert gates[0].detail == "test/fid = 400; needs <= 150" and gates[1].detail == "test/precision = 0; needs >= 0.5"
+    gates = quality_gates({"test/fid": 120.0, "test/precision": 0.5, "test/recall": 0.31}, QUALITY_LIMITS, fix)
+    assert all(g.passed for g in gates)  # limits are inclusive
+    missing = quality_gates({"test/fid": 120.0, "test/recall": float("nan")}, QUALITY_LIMITS, fix)
+    assert [g.passed for g in missing] == [True, False, False] and missing[1].values["fix"] == fix
+    assert "never evaluated" in missing[1].detail
     g = metric_gate(104.0, 100.0, "fid", 0.05, False, "test/fid", 3)
     assert g.passed and g.values["limit"] == pytest.approx(105.0)
     g = metric_gate(106.0, 100.0, "fid", 0.05, False, "test/fid", 3)
@@ -115,8 +127,8 @@ def test_promotion_gates_on_a_real_server(world, mlflow_server, monkeypatch, cap
     name = "gen-promote"
     v1 = _register(name, world["honest"], 100.0, world["clean"])
     r = promote(name, v1, **KW)
-    assert r.promoted and r.previous is None and [g.name for g in r.gates] == ["metric", "parity", "memorization"]
-    mem = r.gates[2].values
+    assert r.promoted and r.previous is None and [g.name for g in r.gates] == ["metric", "fid", "precision", "recall", "parity", "memorization"]
+    mem = r.gates[-1].values
     assert mem["min"] > 0.1 and mem["n_train"] == 48 and mem["train_store"] == str(world["clean"])
     assert int(registry.get_model_version(name, alias="champion").version) == v1
     tags = MlflowClient().get_model_version(name, str(v1)).tags
@@ -140,11 +152,11 @@ def test_promotion_gates_on_a_real_server(world, mlflow_server, monkeypatch, cap
     with pytest.raises(PromotionRefused) as e:
         promote(name, v3, **KW)
     assert [g.name for g in e.value.result.failed()] == ["memorization"]
-    assert e.value.result.gates[2].values["min"] == pytest.approx(0.0, abs=1e-9)
+    assert e.value.result.gates[-1].values["min"] == pytest.approx(0.0, abs=1e-9)
     assert "memorization: nearest-neighbour distance to training patches" in e.value.problem and "min 0 (sample 0)" in e.value.problem
     assert int(registry.get_model_version(name, alias="champion").version) == v2
     # ... the same bundle checked against a split that does not contain its samples passes that gate
-    assert promote(name, v3, train_data=world["clean"], dry_run=True, **KW).gates[2].passed
+    assert promote(name, v3, train_data=world["clean"], dry_run=True, **KW).gates[-1].passed
 
     # never exported: the parity gate fails and says how to fix it
     v4 = _register(name, world["honest"], 90.0, world["clean"], export=False)
@@ -180,3 +192,45 @@ def test_cli_refusal_exit_code_and_dry_run(world, mlflow_server, monkeypatch, ca
     text = " ".join((io.out + io.err).split())
     assert "FAIL memorization" in text and f"error: {name} v{v2} not promoted to 'champion' (1 gate(s) failed)" in text
     assert int(registry.get_model_version(name, alias="champion").version) == v1
+
+
+@pytest.mark.integration
+def test_absolute_quality_gates_judge_without_a_champion(world, mlflow_server, monkeypatch, capsys):
+    """No champion yet: a collapsed generator (today's demo numbers) is refused on FID, precision and recall, a
+    never-evaluated one is told which `histosynth evaluate` to run, a usable one is promoted; the CLI prints every gate."""
+    from histosynth.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    name = "gen-promote-quality"
+    bad = _register(name, world["honest"], 400.0, world["clean"], precision=0.0, recall=0.0)
+    with pytest.raises(PromotionRefused) as e:
+        promote(name, bad, **KW)
+    assert [g.name for g in e.value.result.failed()] == ["fid", "precision", "recall"]
+    assert "fid: test/fid = 400; needs <= 150" in e.value.problem and "recall: test/recall = 0; needs >= 0.3" in e.value.problem
+    with pytest.raises(registry.RegistryError):
+        registry.get_model_version(name, alias="champion")
+    # the limits are overridable: loosened, the same numbers pass those gates
+    loose = promote(name, bad, quality_limits={"max_fid": 500, "min_precision": 0, "min_recall": 0}, dry_run=True, **KW)
+    assert loose.passed and not loose.promoted
+
+    never = _register(name, world["honest"], None, world["clean"])
+    run_id = registry.get_model_version(name, version=never).run_id
+    with pytest.raises(PromotionRefused) as e:
+        promote(name, never, **KW)
+    assert {"metric", "fid", "precision", "recall"} <= {g.name for g in e.value.result.failed()}
+    assert "histosynth evaluate --bundle " in e.value.hint and f"--run-id {run_id}" in e.value.hint
+
+    monkeypatch.setattr(sys, "argv", ["histosynth", "promote", name, "--version", str(bad), "--extractor", EXTRACTOR, "--n-samples", str(N_SAMPLES), "--device", "cpu"])
+    with pytest.raises(SystemExit) as code:
+        main()
+    io = capsys.readouterr()
+    text = " ".join((io.out + io.err).split())
+    assert code.value.code == 2
+    for line in (f"> load {EXTRACTOR} (1)", "> training-patch features (48)", f"> fake features ({N_SAMPLES})", "> nearest neighbours (1)", "nearest neighbours: 1/1 in "):
+        assert line in io.err  # a line per phase of the slow gate, on stderr
+    for line in ("FAIL fid test/fid = 400; needs <= 150", "FAIL precision test/precision = 0; needs >= 0.5", "FAIL recall test/recall = 0; needs >= 0.3", "pass parity", "pass memorization"):
+        assert line in text
+
+    good = _register(name, world["better"], 120.0, world["clean"], precision=0.55, recall=0.35)
+    assert promote(name, good, **KW).promoted
+    assert int(registry.get_model_version(name, alias="champion").version) == good

@@ -54,22 +54,15 @@ def evaluate(
 
     if bundle is None:
         raise HistosynthError("no generator bundle given", "pass --bundle PATH (generator.pt or its folder), or use `histosynth evaluate report RUN_ID...`")
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from histosynth.cli.progress import phases
     from histosynth.evaluate import evaluate_generator
 
     options = _key_values(set_, "metric option", "--set kid_subsets=50")
     tstr_options = _key_values(tstr_set, "TSTR option", "--tstr-set epochs=2")
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(), transient=True, disable=as_json) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
+    with phases(bar=not as_json) as progress:  # phase lines on stderr even with --json: stdout stays JSON
         record = evaluate_generator(
             bundle, real, split=split, n_fake=n, metrics=metrics, extractor=extractor, seed=seed, batch_size=batch_size,
             device=device, out_jsonl=out_path, mlflow_run_id=run_id, weights=weights, n_real=n_real,

@@ -49,14 +49,18 @@ def load_pipeline(name: str) -> ModuleType:
 
 def run_local(name: str, arguments: dict, pipeline_root: Path) -> dict[str, object]:
     """Run a pipeline with kfp.local in subprocesses of this Python; -> {output name: artifact path or value}.
-    Arguments the pipeline does not take are left out (the CLI's options cover every pipeline)."""
+    Arguments the pipeline does not take are left out (the CLI's options cover every pipeline). The executor's
+    own chatter goes to the debug log (``histosynth.cli.kfp_output``)."""
     from kfp import local
+
+    from histosynth.cli.kfp_output import quiet_local_run
 
     module = load_pipeline(name)
     accepted = set(module.PIPELINE.component_spec.inputs or {})
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
-    task = module.PIPELINE(**{k: v for k, v in arguments.items() if k in accepted})
+    with quiet_local_run():
+        task = module.PIPELINE(**{k: v for k, v in arguments.items() if k in accepted})
     outputs: dict[str, object] = {}
     for key, value in (task.outputs or {}).items():
         outputs[key] = getattr(value, "path", value)
@@ -92,8 +96,12 @@ def run(
     eval_diagnostics: bool = typer.Option(True, help="t-SNE and the nearest-real-neighbour grid."),
     pipeline_root: Optional[Path] = typer.Option(None, help="Where step outputs are kept (default <state>/pipeline-runs)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the pipeline arguments and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the KFP executor's log (executor input JSON) and the settings kfp.local ignores (or HISTOSYNTH_LOG=debug)."),
 ) -> None:
     """Run the pipeline locally with kfp.local: same components, same code as on the cluster."""
+    from histosynth.cli.kfp_output import configure_log
+
+    configure_log(verbose)
     from histosynth.config import load_config
     from histosynth.snn.config import load_snn_config
 

@@ -10,6 +10,7 @@ import typer
 
 from histosynth.cli import app
 from histosynth.cli.common import out
+from histosynth.promote import QUALITY_LIMITS
 
 
 @app.command()
@@ -21,6 +22,9 @@ def promote(
     margin: float = typer.Option(0.05, "--margin", help="Allowed relative regression against the current champion."),
     higher_is_better: Optional[bool] = typer.Option(None, "--higher-is-better/--lower-is-better", help="Metric direction (default: known per metric; lower for fid/kid)."),
     max_parity_diff: float = typer.Option(1e-4, "--max-parity-diff", help="Largest ONNX-vs-PyTorch difference (onnx_parity_max_abs_diff tag) accepted."),
+    max_fid: float = typer.Option(QUALITY_LIMITS["max_fid"], "--max-fid", help="Absolute gate: largest FID logged on the version's run that is accepted."),
+    min_precision: float = typer.Option(QUALITY_LIMITS["min_precision"], "--min-precision", help="Absolute gate: smallest precision (fidelity) accepted."),
+    min_recall: float = typer.Option(QUALITY_LIMITS["min_recall"], "--min-recall", help="Absolute gate: smallest recall (diversity) accepted."),
     min_nn_distance: float = typer.Option(0.1, "--min-nn-distance", help="Smallest nearest-neighbour distance of a sample to the training patches, relative to the train-train median."),
     train_data: Optional[Path] = typer.Option(None, "--train-data", help="Training split (patch store) to check memorization against (default: the run's data.store param)."),
     n_samples: int = typer.Option(256, "--n-samples", help="Generated samples for the memorization gate."),
@@ -32,7 +36,8 @@ def promote(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI or the local store)."),
 ) -> None:
-    """Promote MODEL --version N to --alias (champion) if its metric, ONNX parity and memorization gates pass (refusal: exit 2)."""
+    """Promote MODEL --version N to --alias (champion) if its metric, FID/precision/recall, ONNX parity and memorization gates pass (refusal: exit 2)."""
+    from histosynth.cli.progress import phases
     from histosynth.promote import PromotionRefused
     from histosynth.promote import promote as run
 
@@ -45,11 +50,13 @@ def promote(
             out.print(f"  {mark} {g.name:<13} {g.detail}", soft_wrap=True)
 
     try:
-        result = run(
-            model, version, alias, metric=metric, margin=margin, higher_is_better=higher_is_better, max_parity_diff=max_parity_diff,
-            min_nn_distance=min_nn_distance, train_data=train_data, n_samples=n_samples, n_train=n_train, extractor=extractor,
-            seed=seed, device=device, dry_run=dry_run, tracking_uri=tracking_uri,
-        )
+        with phases(bar=not as_json) as progress:
+            result = run(
+                model, version, alias, metric=metric, margin=margin, higher_is_better=higher_is_better, max_parity_diff=max_parity_diff,
+                quality_limits={"max_fid": max_fid, "min_precision": min_precision, "min_recall": min_recall}, min_nn_distance=min_nn_distance,
+                train_data=train_data, n_samples=n_samples, n_train=n_train, extractor=extractor, seed=seed, device=device, dry_run=dry_run,
+                tracking_uri=tracking_uri, progress=progress,
+            )
     except PromotionRefused as e:
         show(e.result)
         raise

@@ -45,10 +45,13 @@ def grid_size(rows: int, k: int, cell: int) -> tuple[int, int]:
     return PAD + (k + 1) * (cell + PAD) + GAP, PAD + rows * (cell + LABEL + PAD)
 
 
-def _cell(img: np.ndarray, cell: int) -> np.ndarray:
+def cell_image(img: np.ndarray, cell: int) -> np.ndarray:
+    """``img`` (uint8 HWC or HW) as an RGB ``cell`` x ``cell`` tile (nearest neighbour: no smoothing of texture)."""
     from PIL import Image
 
-    return np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((cell, cell), Image.NEAREST))
+    arr = np.asarray(img, np.uint8)
+    arr = arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr
+    return np.asarray(Image.fromarray(arr).convert("RGB").resize((cell, cell), Image.NEAREST))
 
 
 def draw_grid(queries: np.ndarray, real: np.ndarray, idx: np.ndarray, dist: np.ndarray, path: str | Path, *, cell: int = 64, query_names: list[str] | None = None) -> Path:
@@ -61,11 +64,11 @@ def draw_grid(queries: np.ndarray, real: np.ndarray, idx: np.ndarray, dist: np.n
     draw = ImageDraw.Draw(canvas)
     for i in range(rows):
         y = PAD + i * (cell + LABEL + PAD)
-        canvas.paste(Image.fromarray(_cell(queries[i], cell)), (PAD, y))
+        canvas.paste(Image.fromarray(cell_image(queries[i], cell)), (PAD, y))
         draw.text((PAD, y + cell + 1), (query_names[i] if query_names else f"synth {i}")[: cell // 6], fill=(200, 0, 0))
         for j in range(k):
             x = PAD + (j + 1) * (cell + PAD) + GAP
-            canvas.paste(Image.fromarray(_cell(real[idx[i, j]], cell)), (x, y))
+            canvas.paste(Image.fromarray(cell_image(real[idx[i, j]], cell)), (x, y))
             draw.text((x, y + cell + 1), f"d={dist[i, j]:.3g}", fill=(0, 0, 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
