@@ -68,3 +68,24 @@ def mlflow_server(tmp_path_factory):
         yield url
     finally:
         servers.stop_server(proc)
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``cli("data", "split", ...)`` -> (exit code, stdout, stderr) of the real entry point, in this process."""
+    import sys
+
+    from histosynth.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["histosynth", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

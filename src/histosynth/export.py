@@ -27,6 +27,7 @@ import torch
 
 from histosynth.bundle import load_generator
 from histosynth.errors import HistosynthError
+from histosynth.outputs import check_dir
 from histosynth.serving.contract import INPUT_CLASS, INPUT_Z, OUTPUT_FLOAT, OUTPUT_UINT8
 
 META_PREFIX = "histosynth."
@@ -280,7 +281,7 @@ def export_bundle(bundle_path: str | Path, out_dir: str | Path | None = None, fo
         bundle = bundle / "generator.pt"
     if not bundle.is_file():
         raise ExportError(f"generator bundle '{bundle}' not found", "pass the generator.pt written by histosynth train")
-    out = Path(out_dir) if out_dir else defaults.paths().home / "exports" / "bundles" / _sha256(bundle)[:12]
+    out = check_dir(Path(out_dir) if out_dir else defaults.paths().home / "exports" / "bundles" / _sha256(bundle)[:12], marker="parity.json", names=("model.onnx",), force=force)
     report = None if force else _cached_report(out, bundle)
     cached = report is not None
     if report is None:

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from histosynth.errors import HistosynthError
+from histosynth.outputs import check_dir
 
+GENERATOR_META = "<meta name='generator' content='histosynth'>"  # marks report.html as ours
 TSTR_KEYS = (("accuracy", "accuracy"), ("precision_macro", "precision (macro)"), ("recall_macro", "recall (macro)"), ("f1_macro", "F1 (macro)"))
 
 
@@ -139,7 +141,12 @@ def html(md_text: str, title: str = "histosynth evaluation report") -> str:
 
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md_text)
     style = "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}img{max-width:100%}blockquote{background:#fff4e5;border-left:4px solid #f90;margin:0;padding:.5em 1em}"
-    return f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>\n{body}</body></html>\n"
+    return f"<!doctype html>\n<html><head><meta charset='utf-8'>{GENERATOR_META}<title>{title}</title><style>{style}</style></head><body>\n{body}</body></html>\n"
+
+
+def check_report_dir(out_dir: str | Path, force: bool = False, flag: str = "--out") -> Path:
+    """Refuse a folder that is not a report this tool wrote (its report.html carries GENERATOR_META)."""
+    return check_dir(out_dir, marker="report.html", names=("report.md", "*.png", "mlflow"), ours=lambda p: GENERATOR_META in p.read_text(errors="replace")[:1000], force=force, flag=flag)
 
 
 def write_report(records: list[dict[str, Any]], out_dir: str | Path, *, title: str = "histosynth evaluation report") -> dict[str, Path]:

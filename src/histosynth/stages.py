@@ -12,7 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from histosynth.data.split import REPORT, SPLITS
 from histosynth.errors import DataError
+from histosynth.outputs import check_dir, swap_in, temp_beside
 
 
 def prepare_splits(
@@ -30,20 +32,21 @@ def prepare_splits(
     Without it, the embedded sample dataset is built from scratch (samples -> patches -> splits).
     """
     out = Path(out_dir)
+    check_dir(out, marker=REPORT, names=SPLITS)
     if data_repo:
         from dvc.repo import Repo
 
-        tmp = out.with_name(out.name + ".part")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = temp_beside(out)
         try:
-            Repo.get(data_repo, data_path, out=str(tmp), rev=data_rev or None)
+            Repo.get(data_repo, data_path, out=str(tmp / out.name), rev=data_rev or None)
+            swap_in(tmp / out.name, out)
         except Exception as e:  # noqa: BLE001 - DVC raises many kinds; all mean "could not fetch"
             raise DataError(
                 f"could not fetch '{data_path}' from DVC repo '{data_repo}' (rev {data_rev or 'HEAD'}): {e}",
                 "check the repo URL/revision, that `dvc push` ran, and that the DVC remote is reachable",
             ) from e
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     else:
         from histosynth.data.patches import build_patches
         from histosynth.data.samples import fetch_samples
@@ -54,7 +57,7 @@ def prepare_splits(
             fetch_samples(raw, progress=False)
             build_patches(raw, patches, **(patch or {}), progress=False)
             split_store(patches, out, **(split or {}), progress=False)
-    report_path = out / "split_report.json"
+    report_path = out / REPORT
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     from histosynth.data.store import PatchStore
 

@@ -28,12 +28,21 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors print as 'error: ... / fix: ...' and exit 2, without a traceback."""
+    """Entry point: user errors print as 'error: ... / fix: ...' and exit 2, without a traceback.
+
+    A file-system error (a path that is a file, unwritable, missing) is a user error too: it names the path."""
     _register()
     try:
         app()
     except HistosynthError as e:
-        err.print(f"[bold red]error:[/] {e.problem}")
-        if e.hint:
-            err.print(f"[yellow]fix:[/] {e.hint}")
-        sys.exit(2)
+        _fail(e.problem, e.hint)
+    except OSError as e:
+        where = f" ('{e.filename}')" if e.filename else ""
+        _fail(f"{e.strerror or e}{where}", "check the path and its permissions (a file where a folder is expected, a read-only or full disk)")
+
+
+def _fail(problem: str, hint: str | None) -> None:
+    err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if hint:
+        err.print(f"[yellow]fix:[/] {hint}", highlight=False, soft_wrap=True)
+    sys.exit(2)

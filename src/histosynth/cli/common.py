@@ -16,6 +16,7 @@ out = Console()
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML preset from configs/ (only what differs from the defaults).")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a value: section.key=value (repeatable).")
 DryRunOpt = typer.Option(False, "--dry-run", help="Print the resolved config and exit.")
+ForceOpt = typer.Option(False, "--force", help="Replace the output even if histosynth did not write it (its current contents are lost).")
 
 
 def resolve(config: Optional[Path], overrides: Optional[list[str]], dry_run: bool) -> Config | None:

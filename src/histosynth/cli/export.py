@@ -24,7 +24,7 @@ def export_cmd(
     atol: float = typer.Option(1e-4, "--atol", help="Max |onnx - torch| allowed by the parity check."),
     batch: int = typer.Option(8, "--check-batch", help="Batch size of the parity check (batch 1 is always checked too)."),
     dynamo: bool = typer.Option(False, "--dynamo/--torchscript", help="torch.export-based exporter (slower) or the TorchScript one."),
-    force: bool = typer.Option(False, "--force", help="Export again even if this bundle was exported before."),
+    force: bool = typer.Option(False, "--force", help="Export again even if this bundle was exported before, also into a folder histosynth did not write."),
     no_log: bool = typer.Option(False, "--no-log", help="Do not log model.onnx/parity.json to the model version's run."),
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow URI (default: MLFLOW_TRACKING_URI or the local store)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),

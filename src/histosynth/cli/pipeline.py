@@ -18,8 +18,9 @@ import typer
 
 from histosynth import defaults
 from histosynth.cli import app
-from histosynth.cli.common import out
+from histosynth.cli.common import ForceOpt, out
 from histosynth.errors import HistosynthError
+from histosynth.outputs import check_file
 
 pipeline_app = typer.Typer(no_args_is_help=True, help="Run a KFP pipeline locally (kfp.local) or compile it for Kubeflow.")
 app.add_typer(pipeline_app, name="pipeline")
@@ -67,13 +68,21 @@ def run_local(name: str, arguments: dict, pipeline_root: Path) -> dict[str, obje
     return outputs
 
 
+def _compiled_yaml(path: Path) -> bool:
+    """KFP's compiler starts every IR YAML with this line."""
+    with open(path, "rb") as f:
+        return f.readline().startswith(b"# PIPELINE DEFINITION")
+
+
 @pipeline_app.command("compile")
 def compile_(
     name: str = typer.Argument("train", help="Pipeline name (pipelines/<name>_pipeline.py)."),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="IR YAML path (default build/<name>-pipeline.yaml)."),
+    force: bool = ForceOpt,
 ) -> None:
     """Compile to IR YAML for upload in the Kubeflow Pipelines UI."""
-    path = load_pipeline(name).compile_to(output or Path("build") / f"{name}-pipeline.yaml")
+    target = check_file(output or Path("build") / f"{name}-pipeline.yaml", ours=_compiled_yaml, force=force, flag="-o")
+    path = load_pipeline(name).compile_to(target)
     out.print(f"compiled [bold]{name}[/] -> {path}")
 
 

@@ -13,8 +13,9 @@ import typer
 from rich.syntax import Syntax
 
 from histosynth.cli import app
-from histosynth.cli.common import ConfigOpt, DryRunOpt, SetOpt, out
+from histosynth.cli.common import ConfigOpt, DryRunOpt, ForceOpt, SetOpt, out
 from histosynth.errors import DataError, HistosynthError
+from histosynth.outputs import check_dir, check_file
 
 snn_app = typer.Typer(no_args_is_help=True, help="MFT-SNN: Siamese VGG-16 autoencoder similarity (pairs, train, score, search, gradcam, compare).")
 app.add_typer(snn_app, name="snn")
@@ -22,6 +23,7 @@ app.add_typer(snn_app, name="snn")
 BundleOpt = typer.Option(..., "--bundle", "-b", help="An snn.pt written by `histosynth snn train` (or its folder).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda.")
 ProgressOpt = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: only on a terminal).")
+SEARCH_FORMAT = "histosynth.snn-search/1"  # marks a `snn search --out` file as ours
 TrackingOpt = typer.Option("", "--tracking-uri", help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI or the local SQLite store).")
 
 
@@ -65,6 +67,7 @@ def pairs(
     root: Optional[str] = typer.Option(None, "--root", help="Split stores (default pairs.root, data/splits)."),
     out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Pairs folder (default pairs.out, data/pairs)."),
     dry_run: bool = DryRunOpt,
+    force: bool = ForceOpt,
 ) -> None:
     """Build labelled pairs (1 similar + 2 dissimilar levels, augmented) from the split stores."""
     from histosynth.snn.pairs import build_pairs
@@ -73,7 +76,7 @@ def pairs(
     cfg = _resolve(config, overrides, dry_run)
     if cfg is None:
         return
-    m = build_pairs(cfg.pairs)
+    m = build_pairs(cfg.pairs, force=force)
     out.print(f"[bold green]pairs[/] written to {Path(cfg.pairs.out).absolute()}", soft_wrap=True)
     for split, e in m["splits"].items():
         lv = e["patch"]["levels"]
@@ -166,12 +169,15 @@ def search(
     device: str = DeviceOpt,
     out_json: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the matches as JSON."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    force: bool = ForceOpt,
 ) -> None:
     """The K real patches most similar to each query image (embeddings of the real set are cached)."""
     from histosynth.snn.score import bundle_key, cached_embeddings, embed_images, search as top_k
     from histosynth.snn.similarity import load_similarity
     from histosynth.train.data import open_store
 
+    if out_json:
+        check_file(out_json, force=force)
     sim = load_similarity(bundle, device)
     store = open_store(root, split)
     bank = cached_embeddings(sim.model, bundle_key(Path(bundle) / "snn.pt" if Path(bundle).is_dir() else bundle), store, sim.device, progress=not as_json)
@@ -182,7 +188,7 @@ def search(
         {"query": str(p), "matches": [{"index": int(j), "similarity": float(s), **{f: records[j].get(f) for f in ("class", "slide", "region", "x", "y")}} for j, s in zip(idx[i], sims[i])]}
         for i, p in enumerate(image)
     ]
-    payload = {"init": sim.init, "store": str(store.root), "k": k, "results": results}
+    payload = {"format": SEARCH_FORMAT, "init": sim.init, "store": str(store.root), "k": k, "results": results}
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -208,12 +214,14 @@ def gradcam(
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Log into this run (default: a new run in experiment histosynth-snn)."),
     tracking_uri: str = TrackingOpt,
     device: str = DeviceOpt,
+    force: bool = ForceOpt,
 ) -> None:
     """Grad-CAM heat maps of the SNN encoder over a few patches, saved as PNG overlays (and logged to MLflow)."""
     from histosynth.snn.gradcam import save_gradcam
     from histosynth.snn.similarity import load_similarity
     from histosynth.train.data import open_store
 
+    check_dir(out_dir, marker="gradcam-grid.png", names=("gradcam-*.png",), ours=Path.is_file, force=force)
     sim = load_similarity(bundle, device)
     if image:
         images = _read_images(list(image))

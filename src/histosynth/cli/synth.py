@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from histosynth.cli import app
-from histosynth.cli.common import out
+from histosynth.cli.common import ForceOpt, out
 
 
 @app.command()
@@ -22,13 +22,16 @@ def synth(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Served model name (default: the only model on the server)."),
     model_version: str = typer.Option("", "--model-version", help="Served model version (default: the server's choice)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Images per request (default: min(32, the model's max_batch_size); an explicit larger value is an error)."),
+    force: bool = ForceOpt,
 ) -> None:
     """Generate N images from a Triton-served generator."""
     import time
 
     from histosynth import __version__
+    from histosynth.outputs import check_dir
     from histosynth.serving.client import GeneratorClient, synthesize, write_pngs
 
+    check_dir(out_dir, marker="manifest.json", names=("*.png",), force=force)
     t0 = time.perf_counter()
     with GeneratorClient(url, protocol=protocol, model=model, model_version=model_version) as client:  # type: ignore[arg-type]
         result = synthesize(client, n, seed, class_name=class_name, batch=batch)

@@ -214,6 +214,7 @@ def build_patches(
     strict: bool = True,
     tissue: TissueParams | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """``histosynth data patches``: extract patches from ``src`` into a store at ``out`` (atomic).
 
@@ -243,7 +244,7 @@ def build_patches(
         }
 
     gen = extract_patches(src, params, tissue=tparams, strict=strict, files_out=files, skipped_out=skipped, progress=progress)
-    write_store(out, gen, classes=None, provenance=provenance)
+    write_store(out, gen, classes=None, provenance=provenance, force=force)
     store = PatchStore(out)
     all_classes = sorted(scan_class_folders(src))
     empty = [c for c in all_classes if c not in store.classes]

@@ -48,7 +48,6 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -65,8 +64,9 @@ from histosynth import defaults
 from histosynth.data.download import download
 from histosynth.data.slide import IMAGE_EXTS
 from histosynth.data.split import REPORT, SPLITS, check_no_leakage
-from histosynth.data.store import Patch, sha256_file, write_store
+from histosynth.data.store import Patch, check_store_dir, sha256_file, write_store
 from histosynth.errors import DataError
+from histosynth.outputs import check_dir, swap_in, temp_beside, written_by_us
 
 SOURCES_FILE = "SOURCES.json"
 
@@ -295,20 +295,16 @@ def _iter_archive(path: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
     raise DataError(f"'{path}' is neither a zip nor a tar archive", "check the file is the dataset archive (a truncated download? delete it and rerun)")
 
 
-def _swap_in(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+def _check_out(layout: str, out: Path, force: bool) -> None:
+    """Refuse, before any download, an ``out`` this tool did not write (see histosynth.outputs)."""
+    if layout == "store":
+        check_store_dir(out, force)
+    elif layout == "splits":
+        check_dir(out, marker=REPORT, names=SPLITS, force=force)
     else:
-        os.replace(tmp, out)
-
-
-def _tmp_beside(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        marker = out / SOURCES_FILE
+        classes = json.loads(marker.read_text()).get("classes", []) if written_by_us(marker) else []
+        check_dir(out, marker=SOURCES_FILE, names=classes, force=force)
 
 
 def adapt_class_folders(recipe: Recipe, archives: list[Path], out: Path, *, prefer: str | None = None, class_map: dict[str, str] | None = None, exclude: list[str] | None = None, **_: Any) -> dict[str, Any]:
@@ -316,7 +312,7 @@ def adapt_class_folders(recipe: Recipe, archives: list[Path], out: Path, *, pref
     ``prefer`` folder when given), renamed through ``class_map`` (keys: sanitized folder names)."""
     class_map = {sanitize(k): v for k, v in (class_map or {}).items()}
     excluded = {sanitize(e) for e in (exclude or [])}
-    tmp = _tmp_beside(out)
+    tmp = temp_beside(out)
     counts: dict[str, int] = {}
     used: dict[str, set[str]] = {}
     skipped_classes: dict[str, int] = {}
@@ -366,7 +362,7 @@ def adapt_class_folders(recipe: Recipe, archives: list[Path], out: Path, *, pref
             "excluded_classes": skipped_classes,
         }
         (tmp / SOURCES_FILE).write_text(json.dumps(sources, indent=2, sort_keys=True) + "\n")
-        _swap_in(tmp, out)
+        swap_in(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -393,7 +389,7 @@ def adapt_medmnist(recipe: Recipe, archives: list[Path], out: Path, *, labels: l
     if missing:
         raise DataError(f"'{path}' is not a MedMNIST npz: keys {missing} missing (has {npz.files})", "pass --url to the MedMNIST .npz file")
     classes = [sanitize(c) for c in labels]
-    tmp = _tmp_beside(out)
+    tmp = temp_beside(out)
     counts: dict[str, dict[str, int]] = {}
     try:
         for split in SPLITS:
@@ -424,7 +420,7 @@ def adapt_medmnist(recipe: Recipe, archives: list[Path], out: Path, *, labels: l
         }
         (tmp / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         check_no_leakage(tmp)
-        _swap_in(tmp, out)
+        swap_in(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -442,7 +438,7 @@ def _gunzip(src: Path) -> Path:
     return dst
 
 
-def adapt_pcam(recipe: Recipe, archives: list[Path], out: Path, *, classes: list[str], **_: Any) -> dict[str, Any]:
+def adapt_pcam(recipe: Recipe, archives: list[Path], out: Path, *, classes: list[str], force: bool = False, **_: Any) -> dict[str, Any]:
     """PatchCamelyon HDF5 (x: N,96,96,3 uint8; y: N,1,1,1) + meta CSV -> one store, slide = meta ``wsi``."""
     try:
         import h5py
@@ -469,7 +465,7 @@ def adapt_pcam(recipe: Recipe, archives: list[Path], out: Path, *, classes: list
                     slide = slides[i] if i < len(slides) and slides[i] else f"pcam-{i}"
                     yield Patch(image=block[j], label=classes[ys[i]], record={"source": x_path.name, "slide": slide, "region": 0, "x": 0, "y": 0, "level": 0, "index": i})
 
-        write_store(out, gen(), classes=classes, provenance={"stage": "fetch", "recipe": recipe.name, "archives": [a.name for a in archives]})
+        write_store(out, gen(), classes=classes, provenance={"stage": "fetch", "recipe": recipe.name, "archives": [a.name for a in archives]}, force=force)
     return {"classes": classes, "counts": {c: int((ys == i).sum()) for i, c in enumerate(classes)}}
 
 
@@ -490,14 +486,18 @@ def fetch_dataset(
     out: str | Path | None = None,
     *,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """``histosynth data fetch NAME``: download (cached, verified) and lay out one public dataset.
+    """``histosynth data fetch NAME``: download (cached, verified) and lay out one public dataset (an ``out``
+    folder this tool did not write is replaced only with ``force``).
 
     Returns: recipe, layout, out, archives (file, sha256, seconds, cached), classes, counts, next (the
     command to run next).
     """
     t0 = time.perf_counter()
     recipe = get_recipe(name)
+    out = Path(out) if out else default_out(recipe.name)
+    _check_out(recipe.layout, out, force)
     files = resolve_files(recipe, url, sha256, progress=progress)
     cache = recipe_cache(recipe.name)
     archives: list[Path] = []
@@ -509,8 +509,7 @@ def fetch_dataset(
         path = download(f.url, dest, sha256=f.sha256, md5=f.md5, progress=progress)
         archives.append(path)
         fetched.append({"file": f.filename, "url": f.url, "bytes": path.stat().st_size, "seconds": round(time.perf_counter() - t, 2), "was_cached": hit})
-    out = Path(out) if out else default_out(recipe.name)
-    summary = ADAPTERS[recipe.adapter](recipe, archives, out, **recipe.options)
+    summary = ADAPTERS[recipe.adapter](recipe, archives, out, force=force, **recipe.options)
     data = defaults.paths().data
     nxt = {
         "folders": f"histosynth data patches --src {out} --out {data / (recipe.name + '-patches')} && histosynth data split --src {data / (recipe.name + '-patches')} --out {data / (recipe.name + '-splits')}",

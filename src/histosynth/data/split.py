@@ -21,9 +21,7 @@ weaker than patient-level separation (which needs the slide/patient ids a real d
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 
 from histosynth.data.store import MANIFEST, Patch, PatchStore, write_store
 from histosynth.errors import DataError
+from histosynth.outputs import check_dir, swap_in, temp_beside
 
 SPLITS = ("train", "val", "test")
 REPORT = "split_report.json"
@@ -135,12 +134,15 @@ def split_store(
     seed: int = 0,
     *,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """``histosynth data split``: write train/val/test stores and split_report.json under ``out``."""
+    """``histosynth data split``: write train/val/test stores and split_report.json under ``out`` (atomic;
+    a folder this tool did not write is replaced only with ``force``)."""
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise DataError(f"val={val} and test={test} must be fractions in [0, 1) summing to < 1", "e.g. --val 0.15 --test 0.15")
+    check_dir(out, marker=REPORT, names=SPLITS, force=force)
     store = PatchStore(src)
     records = store.records
     labels = store.labels
@@ -164,8 +166,7 @@ def split_store(
                 "add data, use a smaller --region in `data patches` (more groups), or pass --val 0 / --test 0",
             )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_beside(out)
     try:
         images = store.images
         from tqdm import tqdm
@@ -198,14 +199,7 @@ def split_store(
         (tmp / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         report["leakage_check"] = check_no_leakage(tmp)
         (tmp / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        swap_in(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from histosynth.errors import DataError
+from histosynth.outputs import check_dir, swap_in, temp_beside
 
 FORMAT = "histosynth.patches/1"
 MANIFEST = "manifest.json"
@@ -52,16 +51,17 @@ def write_store(
     classes: list[str] | None = None,
     provenance: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     shard_size: int = SHARD_SIZE,
+    force: bool = False,
 ) -> Path:
     """Write patches as a store, atomically: built in a temp folder beside ``out_dir``, then renamed.
 
     ``classes`` fixes the label order (else sorted names seen). An existing store at ``out_dir`` is
-    replaced only once the new one is complete, so a failed run loses no data. ``provenance`` may be a
-    callable, called once every patch has been consumed (for statistics gathered while generating them).
+    replaced only once the new one is complete, so a failed run loses no data; any other folder only with
+    ``force``. ``provenance`` may be a callable, called once every patch has been consumed (for statistics
+    gathered while generating them).
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    out_dir = check_store_dir(out_dir, force)
+    tmp = temp_beside(out_dir)
     try:
         shards: list[dict[str, Any]] = []
         names: list[str] = []
@@ -104,18 +104,16 @@ def write_store(
             "provenance": (provenance() if callable(provenance) else provenance) or {},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        swap_in(tmp, out_dir)
         return out_dir
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_store_dir(out_dir: str | Path, force: bool = False, flag: str = "--out") -> Path:
+    """Refuse to replace a folder that is not a patch store this tool wrote (unless ``force``)."""
+    return check_dir(out_dir, marker=MANIFEST, names=(RECORDS, LABELS, "images-*.npy"), force=force, flag=flag)
 
 
 def _flush(folder: Path, i: int, buf: list[np.ndarray]) -> dict[str, Any]:

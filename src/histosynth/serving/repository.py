@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from histosynth.errors import HistosynthError
+from histosynth.outputs import OutputError, check_folder
 from histosynth.serving.contract import INPUT_CLASS, INPUT_Z, OUTPUT_FLOAT, OUTPUT_UINT8
 
 Variant = Literal["production", "local"]
@@ -199,7 +200,9 @@ def build_repository(
         device=device,
         intra_op_threads=intra_op_threads,
     )
-    repo_dir = Path(repo_dir)
+    repo_dir = check_folder(repo_dir, "--repo")
+    if (repo_dir / name).exists() and not (repo_dir / name / "config.pbtxt").is_file():
+        raise OutputError(f"--repo '{repo_dir}' already holds '{name}', which is not a Triton model folder (no config.pbtxt)", "pick another --repo (or model name); it was left untouched")
     repo_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=repo_dir, prefix=f".{name}-"))
     try:

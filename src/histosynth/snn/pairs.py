@@ -29,9 +29,7 @@ manifest pins by its manifest hash.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -43,6 +41,7 @@ import torch.nn.functional as F
 
 from histosynth.data.store import PatchStore, sha256_file
 from histosynth.errors import DataError
+from histosynth.outputs import check_dir, swap_in, temp_beside
 from histosynth.snn.config import PairsConfig
 from histosynth.train.data import open_store, resolve_data_root
 
@@ -148,12 +147,13 @@ def build_mosaics(store: PatchStore, unit: str, size: int, min_tiles: int) -> tu
     return np.stack(mosaics), meta
 
 
-def build_pairs(cfg: PairsConfig, root: str | None = None, out: str | None = None, progress: bool = False) -> dict[str, Any]:
-    """Write the pairs folder for ``cfg.splits`` of the split stores at ``root`` (atomically); -> manifest."""
+def build_pairs(cfg: PairsConfig, root: str | None = None, out: str | None = None, progress: bool = False, force: bool = False) -> dict[str, Any]:
+    """Write the pairs folder for ``cfg.splits`` of the split stores at ``root`` (atomically; a folder this
+    tool did not write is replaced only with ``force``); -> manifest."""
     src = resolve_data_root(root or cfg.root)
     dest = resolve_data_root(out or cfg.out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    check_dir(dest, marker=MANIFEST, names=("train", "val", "test", *cfg.splits), force=force)
+    tmp = temp_beside(dest)
     manifest: dict[str, Any] = {"format": FORMAT, "config": asdict(cfg), "levels": {str(k): v for k, v in LEVELS.items()}, "splits": {}}
     try:
         for s_i, split in enumerate(cfg.splits):
@@ -183,14 +183,7 @@ def build_pairs(cfg: PairsConfig, root: str | None = None, out: str | None = Non
                 print(f"  {split}: {entry['patch']['count']} patch pairs, {len(mosaics)} mosaics, {entry['stage1']['count']} stage-1 pairs")
         manifest["splits_root"] = str(root or cfg.root)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
+        swap_in(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
