@@ -2,10 +2,17 @@
 
 Values are read from the environment at call time, so tests and pipelines can point a process at another
 state folder without reloading modules.
+
+State (``.histosynth/``: MLflow store, runs) and data (``data/``) belong to the project, not to the working
+directory: a command run from a subfolder finds the project root by walking up to the nearest folder whose
+``dvc.yaml`` or ``pyproject.toml`` is a histosynth project's. ``HISTOSYNTH_HOME``/``HISTOSYNTH_DATA`` win over
+that. Outside any project the state goes to ``~/.histosynth`` (one store per user, never a stray folder per
+directory) and data to ``./data``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +21,9 @@ ENV_HOME = "HISTOSYNTH_HOME"  # project-local state: MLflow store, DVC remote, r
 ENV_CACHE = "HISTOSYNTH_CACHE"  # downloads: wheels, datasets, weights
 ENV_DATA = "HISTOSYNTH_DATA"  # versioned data folder (DVC outputs)
 ENV_OFFLINE = "HISTOSYNTH_OFFLINE"  # "1": never touch the network, use local files only
+
+log = logging.getLogger(__name__)
+_announced: set[Path] = set()  # state folders already named in the log
 
 SEED = 0
 IMAGE_SIZE = 64
@@ -56,12 +66,43 @@ class Paths:
         return self.data / "splits"
 
 
+USER_HOME = "~/.histosynth"  # state outside any project
+
+
+def _is_project(folder: Path) -> bool:
+    try:
+        if (folder / "dvc.yaml").is_file() and "histosynth" in (folder / "dvc.yaml").read_text(errors="replace"):
+            return True
+        return (folder / "pyproject.toml").is_file() and 'name = "histosynth"' in (folder / "pyproject.toml").read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the working directory) that is a histosynth project."""
+    here = (start or Path.cwd()).absolute()
+    return next((d for d in (here, *here.parents) if _is_project(d)), None)
+
+
 def paths() -> Paths:
-    """Resolve state, cache and data folders from the environment (relative to the working directory)."""
-    home = Path(os.environ.get(ENV_HOME, ".histosynth")).expanduser()
+    """Resolve state, cache and data folders: the environment, else the project root, else the user defaults."""
+    root = project_root()
+    base = root or Path.cwd()
+    home = Path(os.environ.get(ENV_HOME) or (base / ".histosynth" if root else USER_HOME)).expanduser()
     cache = Path(os.environ.get(ENV_CACHE, Path("~/.cache/histosynth").expanduser())).expanduser()
-    data = Path(os.environ.get(ENV_DATA, "data")).expanduser()
+    data = Path(os.environ.get(ENV_DATA) or base / "data").expanduser()
     return Paths(home=home.absolute(), cache=cache.absolute(), data=data.absolute())
+
+
+def describe_state() -> str:
+    """One line saying which state folder is in use and why (for logs, --dry-run and error messages)."""
+    home = paths().home
+    if os.environ.get(ENV_HOME):
+        return f"state {home} (from ${ENV_HOME})"
+    root = project_root()
+    if root:
+        return f"state {home} (project {root})"
+    return f"state {home} (no histosynth project at or above {Path.cwd()}; set ${ENV_HOME} or run inside a project)"
 
 
 def offline() -> bool:
@@ -69,12 +110,15 @@ def offline() -> bool:
 
 
 def mlflow_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store in the project-local state folder."""
+    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store in the project's state folder (logged once)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
     p = paths()
     p.home.mkdir(parents=True, exist_ok=True)
+    if p.home not in _announced:
+        _announced.add(p.home)
+        log.info("%s", describe_state())
     return f"sqlite:///{p.mlflow_db}"
 
 

@@ -233,7 +233,7 @@ def get_model_version(name: str, version: int | str | None = None, alias: str | 
         if not _is_not_found(e):
             raise
         names = [m.name for m in client.search_registered_models(max_results=50)]
-        raise RegistryError(f"no registered model '{name}' in {_uri()}", f"known models: {', '.join(names) or 'none'}; register one with histosynth register") from e
+        raise RegistryError(f"no registered model '{name}' in {_uri()}", f"known models: {', '.join(names) or 'none'}; register one with histosynth register ({defaults.describe_state()})") from e
     try:
         if alias:
             return _mlflow_call("get alias", client.get_model_version_by_alias, name, alias)

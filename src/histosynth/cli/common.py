@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.syntax import Syntax
 
+from histosynth import defaults
 from histosynth.config import Config, load_config
 
 out = Console()
@@ -23,6 +24,7 @@ def resolve(config: Optional[Path], overrides: Optional[list[str]], dry_run: boo
     """Load the config; with --dry-run print it as YAML and return None."""
     cfg = load_config(config, overrides or [])
     if dry_run:
+        out.print(f"# {defaults.describe_state()}", highlight=False, soft_wrap=True)
         out.print(Syntax(cfg.to_yaml(), "yaml"))
         return None
     return cfg

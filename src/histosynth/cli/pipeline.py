@@ -29,7 +29,8 @@ ENV_PIPELINES = "HISTOSYNTH_PIPELINES"
 
 
 def pipelines_dir() -> Path:
-    return Path(os.environ.get(ENV_PIPELINES, "pipelines")).absolute()
+    """``$HISTOSYNTH_PIPELINES``, else the project's pipelines/ (from any subfolder), else ./pipelines."""
+    return Path(os.environ.get(ENV_PIPELINES) or (defaults.project_root() or Path.cwd()) / "pipelines").absolute()
 
 
 def load_pipeline(name: str) -> ModuleType:
@@ -131,7 +132,7 @@ def run(
     if data_repo and data_repo != "." and not data_repo.startswith(("http://", "https://", "git@", "ssh://")):
         data_repo = str(Path(data_repo).absolute())
     elif data_repo == ".":
-        data_repo = str(Path.cwd())
+        data_repo = str(defaults.project_root() or Path.cwd())
     arguments.update(
         data_repo=data_repo,
         data_rev=data_rev,

@@ -7,7 +7,6 @@ sees exactly the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,12 @@ DEVICE_RESIDENT_BYTES = 4 << 30
 
 
 def resolve_data_root(root: str) -> Path:
-    """``data.root`` as a path. A relative root that starts with ``data/`` is read from ``HISTOSYNTH_DATA``
-    when that variable is set (``data/splits`` -> ``$HISTOSYNTH_DATA/splits``), so presets stay portable
-    between a checkout (./data) and a pipeline or container with its own data folder."""
+    """``data.root`` as a path. A relative root that starts with ``data/`` is read from the data folder
+    (``HISTOSYNTH_DATA``, else the project's ``data/``: ``data/splits`` -> ``<project>/data/splits`` from any
+    subfolder), so presets stay portable between a checkout and a pipeline or container with its own data."""
     path = Path(root).expanduser()
     parts = path.parts
-    if not path.is_absolute() and parts and parts[0] == "data" and os.environ.get(defaults.ENV_DATA):
+    if not path.is_absolute() and parts and parts[0] == "data":
         return defaults.paths().data.joinpath(*parts[1:])
     return path.absolute()
 
