@@ -3,8 +3,6 @@ and evaluation load without the training code or its config."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import torch
 
 from histosynth.errors import HistosynthError
 from histosynth.nets import build_generator
+from histosynth.torchfile import load_payload, save_atomic
 
 FORMAT = "histosynth.generator/1"
 FILENAME = "generator.pt"
@@ -22,18 +21,8 @@ def save_generator(path: str | Path, generator: torch.nn.Module, spec: dict[str,
     path = Path(path)
     if path.suffix != ".pt":
         path = path / FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
-    payload = {"format": FORMAT, "spec": dict(spec), "classes": list(classes), "state_dict": state, "extra": dict(extra or {})}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_atomic(path, {"format": FORMAT, "spec": dict(spec), "classes": list(classes), "state_dict": state, "extra": dict(extra or {})})
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -41,15 +30,12 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
-    if not path.is_file():
-        raise HistosynthError(f"generator bundle '{path}' not found", "train a model first (histosynth train) or pass the path of a generator.pt")
+    fix = "pass a generator.pt written by histosynth train (or fetch it again from MLflow: histosynth export --name NAME)"
+    payload = load_payload(path, "generator bundle", FORMAT, fix, map_location=device)
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise HistosynthError(f"'{path}' is not a readable generator bundle ({e.__class__.__name__}: {e})", "re-export it with histosynth train/register") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise HistosynthError(f"'{path}' is not a {FORMAT} bundle", "pass a generator.pt written by histosynth")
-    gen = build_generator(payload["spec"])
-    gen.load_state_dict(payload["state_dict"])
+        gen = build_generator(payload["spec"])
+        gen.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError, HistosynthError) as e:
+        raise HistosynthError(f"generator bundle '{path}' is damaged: its spec and weights do not fit ({e.__class__.__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})", fix) from e
     gen.to(device).eval()
     return gen, {"spec": payload["spec"], "classes": payload["classes"], "extra": payload.get("extra", {})}

@@ -14,8 +14,6 @@ both inputs. Freezing counts "layers" as the 13 conv layers; the new layers (hea
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from histosynth.errors import HistosynthError
+from histosynth.torchfile import load_payload, save_atomic
 from histosynth.snn.weights import CONV_INDICES, IMAGENET_NORM, InputNorm
 
 FORMAT = "histosynth.snn/1"
@@ -179,32 +178,14 @@ def save_bundle(path: str | Path, model: MFTSNN, extra: dict[str, Any]) -> Path:
     path = Path(path)
     if path.suffix != ".pt":
         path = path / FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "spec": dict(model.spec), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extra": extra}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_atomic(path, {"format": FORMAT, "spec": dict(model.spec), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extra": extra})
 
 
 def read_bundle(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
-    if not path.is_file():
-        raise HistosynthError(f"SNN bundle '{path}' not found", "train one with `histosynth snn train` (it writes snn.pt) and pass its path")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise HistosynthError(f"'{path}' is not a readable SNN bundle ({e.__class__.__name__}: {str(e)[:200]})", "retrain it, or pass the snn.pt written by `histosynth snn train`") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise HistosynthError(f"'{path}' is not a {FORMAT} bundle", "pass the snn.pt written by `histosynth snn train` (a generator.pt is not an SNN)")
-    return payload
+    return load_payload(path, "SNN bundle", FORMAT, "pass the snn.pt written by `histosynth snn train` (a generator.pt is not an SNN), or retrain it")
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[MFTSNN, dict[str, Any]]:
