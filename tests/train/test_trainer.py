@@ -154,9 +154,9 @@ def test_checkpoint_errors(make_cfg, tmp_path):
         train(make_cfg(), resume=tmp_path / "missing.pt", progress=False)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 this is not a checkpoint")
-    with pytest.raises(HistosynthError, match="unreadable") as e:
+    with pytest.raises(HistosynthError, match="not a readable checkpoint") as e:
         train(make_cfg(), resume=corrupt, progress=False)
-    assert "corrupt" in e.value.hint
+    assert "corrupt" in e.value.problem and "prev.pt" in e.value.hint
     foreign = tmp_path / "foreign.pt"
     torch.save({"format": "something/else", "weights": torch.zeros(2)}, foreign)
     with pytest.raises(HistosynthError, match="not a histosynth.checkpoint/1"):
@@ -169,7 +169,7 @@ def test_truncated_checkpoint_and_mismatched_model(make_cfg, tmp_path):
     data = Path(run.checkpoint).read_bytes()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(HistosynthError, match="unreadable"):
+    with pytest.raises(HistosynthError, match="not a readable checkpoint"):
         train(make_cfg(), resume=truncated, progress=False)
     with pytest.raises(HistosynthError, match="does not fit this model config"):
         train(make_cfg("model.g_features=16"), resume=run.checkpoint, progress=False)

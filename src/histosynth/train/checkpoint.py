@@ -14,53 +14,69 @@ Payload (``torch.load(weights_only=True)``-safe: tensors, numbers, strings, list
 
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from histosynth.errors import HistosynthError
+from histosynth.torchfile import load_payload, save_atomic
 
 FORMAT = "histosynth.checkpoint/1"
 LAST = "last.pt"
+KEYS = ("config", "generator", "discriminator", "opt_g", "opt_d", "rng", "data", "progress")
+FIX = "resume from the previous checkpoint (<name>.prev.pt beside it) or the one logged in MLflow (artifact checkpoints/last.pt)"
+
+log = logging.getLogger(__name__)
+
+
+def previous(path: Path) -> Path:
+    """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` -> ``last.prev.pt``."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write to a temp file in the same folder, fsync, then ``os.replace``: a crash never leaves half a file."""
+    """Write atomically and read it back; only then does the current file become ``<name>.prev.pt``.
+
+    So a crash, a full disk or a bad write at any moment leaves at least one complete checkpoint behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = save_atomic(path.with_name(f".{path.name}.new"), {"format": FORMAT, **payload})
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
+        _read(tmp)
+        if path.exists():
+            os.replace(path, previous(path))
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and check a checkpoint; a missing, truncated or foreign file raises a HistosynthError."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / LAST
-    if not path.is_file():
-        raise HistosynthError(f"checkpoint '{path}' not found", "pass the .pt file under <run out_dir>/checkpoints/ (e.g. last.pt)")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise HistosynthError(
-            f"checkpoint '{path}' is unreadable ({e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''})",
-            "the file is truncated or corrupt; resume from an earlier checkpoint or the one logged in MLflow (artifact checkpoints/last.pt)",
-        ) from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise HistosynthError(f"'{path}' is not a {FORMAT} checkpoint", "pass a checkpoint written by histosynth train")
-    missing = [k for k in ("config", "generator", "discriminator", "opt_g", "opt_d", "rng", "data", "progress") if k not in payload]
+def _read(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    payload = load_payload(path, "checkpoint", FORMAT, FIX, map_location)
+    missing = [k for k in KEYS if k not in payload]
     if missing:
         raise HistosynthError(f"checkpoint '{path}' lacks {missing}", "it was written by another version; start a new run")
     return payload
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check a checkpoint (a folder means its ``last.pt``). When it is missing or unreadable and the
+    previous one beside it is good, that one is used, with a warning; else a HistosynthError says what to do."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / LAST
+    try:
+        return _read(path, map_location)
+    except HistosynthError as e:
+        prev = previous(path)
+        if not prev.is_file():
+            raise
+        try:
+            payload = _read(prev, map_location)
+        except HistosynthError:
+            raise HistosynthError(f"{e.problem}; the previous checkpoint '{prev}' is not readable either", "start a new run, or resume from the checkpoint logged in MLflow (artifact checkpoints/last.pt)") from e
+        log.warning("%s; resuming from the previous checkpoint %s (step %s)", e.problem, prev, payload["progress"].get("step"))
+        return payload
