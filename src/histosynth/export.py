@@ -258,6 +258,15 @@ ONNX_ARTIFACT = "onnx"  # run artifact folder for model.onnx + parity.json
 PARITY_TAG = "onnx_parity_max_abs_diff"
 
 
+def _parity_json(path: Path) -> bool:
+    """The parity report export writes beside model.onnx (what marks an export folder as ours)."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(report, dict) and {"bundle_sha256", "max_abs_diff", "sha256"} <= report.keys()
+
+
 def _cached_report(out_dir: Path, bundle: Path) -> dict[str, Any] | None:
     onnx_file, parity = out_dir / "model.onnx", out_dir / "parity.json"
     if not (onnx_file.is_file() and parity.is_file()):
@@ -281,7 +290,7 @@ def export_bundle(bundle_path: str | Path, out_dir: str | Path | None = None, fo
         bundle = bundle / "generator.pt"
     if not bundle.is_file():
         raise ExportError(f"generator bundle '{bundle}' not found", "pass the generator.pt written by histosynth train")
-    out = check_dir(Path(out_dir) if out_dir else defaults.paths().home / "exports" / "bundles" / _sha256(bundle)[:12], marker="parity.json", names=("model.onnx",), force=force)
+    out = check_dir(Path(out_dir) if out_dir else defaults.paths().home / "exports" / "bundles" / _sha256(bundle)[:12], marker="parity.json", names=("model.onnx",), ours=_parity_json, force=force)
     report = None if force else _cached_report(out, bundle)
     cached = report is not None
     if report is None:

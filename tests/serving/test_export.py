@@ -107,3 +107,18 @@ def test_dynamo_exporter(bundles, tmp_path):
     report = export_onnx(bundles["cgen"], tmp_path / "d.onnx", dynamo=True, check_batches=(1, 37))
     assert report["exporter"] == "dynamo" and report["max_abs_diff"] < 1e-4
     assert set(report["per_batch"]) == {"1", "8", "37"}
+
+
+def test_export_never_writes_into_a_folder_it_did_not_make(bundles, tmp_path):
+    from histosynth.export import export_bundle
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.onnx").write_bytes(b"my own model")
+    with pytest.raises(HistosynthError, match="not written by histosynth"):
+        export_bundle(bundles["gen"], mine)
+    assert (mine / "model.onnx").read_bytes() == b"my own model"
+    first = export_bundle(bundles["gen"], tmp_path / "ours")
+    assert export_bundle(bundles["gen"], tmp_path / "ours")["cached"] and not first["cached"]
+    assert not export_bundle(bundles["gen"], mine, force=True)["cached"]
+    assert (mine / "model.onnx").read_bytes() != b"my own model"

@@ -107,3 +107,17 @@ def test_bad_arguments(onnx_models, tmp_path):
     with pytest.raises(HistosynthError, match="not found"):
         build_repository(tmp_path / "missing.onnx", tmp_path, "g")
     assert sanitize_model_name("team/dcgan bach") == "team_dcgan_bach"
+
+
+def test_a_user_folder_named_like_the_model_is_never_replaced(onnx_models, tmp_path):
+    mine = tmp_path / "repo" / "gen"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(HistosynthError, match="not a Triton model folder"):
+        build_repository(onnx_models["gen"], tmp_path / "repo", "gen")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(HistosynthError, match="is a file, not a folder"):
+        build_repository(onnx_models["gen"], tmp_path / "file", "gen")
+    built = build_repository(onnx_models["gen"], tmp_path / "repo2", "gen")
+    assert build_repository(onnx_models["gen"], tmp_path / "repo2", "gen") == built  # ours: rebuilt in place
