@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=0, help="batch size for every method (0: each preset's own)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", "-s", dest="overrides", action="append", default=[], help="extra override for every method (repeatable)")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="run only these (the summary reads every finished cell)")
     ap.add_argument("--out", default="bench/quality")
     args = ap.parse_args()
     args.data = str(Path(args.data).absolute())
@@ -99,6 +100,8 @@ def main() -> None:
     done = read_done(jsonl)
     for seed in args.seeds:
         for method, preset in METHODS.items():
+            if method not in args.methods:
+                continue
             if (method, seed) in done:
                 print(f"== {method} seed {seed}: done, skipped", file=sys.stderr)
                 continue
@@ -110,6 +113,9 @@ def main() -> None:
 
     rows = [r for r in done.values() if r["seed"] in args.seeds]
     summary = summarise(rows)
+    if any(not s for s in summary.values()):
+        print("not every method has finished cells yet: run the others to get the comparison", file=sys.stderr)
+        return
     (out / "summary.json").write_text(json.dumps({"command": " ".join([Path(sys.executable).name, *sys.argv]), "torch": torch.__version__, "summary": summary}, indent=2) + "\n")
     base = summary[next(iter(METHODS))]
     print(f"\n{args.steps} G steps per run, seeds {args.seeds}, scored on '{args.eval_split}' with the FID Inception ({rows[0]['n_real']} real vs {rows[0]['n_fake']} synthetic)")

@@ -38,6 +38,7 @@ class ModelConfig:
     channels: int = 3
     spectral_norm: bool = False  # SN-GAN: spectral norm on every D layer
     d_batchnorm: bool = True  # WGAN-GP needs no batch norm in D
+    d_minibatch_std: bool = False  # D sees each batch's feature spread (ProGAN): counters mode collapse
     upsample: str = "resize"  # G's x2 layers: resize (nearest + 3x3 conv, no checkerboard) or deconv (the paper's)
 
 

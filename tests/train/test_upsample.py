@@ -46,3 +46,26 @@ def test_old_bundles_without_upsample_rebuild_the_paper_generator():
     assert any(isinstance(m, torch.nn.ConvTranspose2d) and m.stride == (2, 2) for m in G.modules())
     with pytest.raises(ValueError, match="upsample"):
         build_generator({"arch": "dcgan", "image_size": 32, "upsample": "bicubic"})
+
+
+def test_minibatch_stddev_feature_is_the_group_spread():
+    from histosynth.nets.dcgan import minibatch_stddev
+
+    h = torch.randn(8, 3, 4, 4)
+    out = minibatch_stddev(h)
+    assert out.shape == (8, 4, 4, 4) and torch.equal(out[:, :3], h)
+    groups = h.view(4, 2, 3, 4, 4)  # sample i belongs to group i % 2
+    expected = groups.var(0, unbiased=False).add(1e-8).sqrt().mean(dim=(1, 2, 3))
+    assert torch.allclose(out[:, 3, 0, 0], expected.repeat(4))
+    assert torch.allclose(minibatch_stddev(h[:1].repeat(8, 1, 1, 1))[:, 3], torch.full((8, 4, 4), 1e-4))  # no spread
+
+
+def test_discriminator_with_minibatch_stddev_sees_collapse():
+    from histosynth.nets import build_discriminator
+
+    torch.manual_seed(0)
+    D = build_discriminator({"arch": "dcgan", "image_size": 32, "d_features": 4, "spectral_norm": True, "d_minibatch_std": True})
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    collapsed = x[:1].repeat(8, 1, 1, 1)
+    # the same image scores differently alone-in-a-diverse-batch vs in a collapsed batch: D can tell
+    assert not torch.allclose(D(x)[0], D(collapsed)[0])

@@ -32,6 +32,7 @@ def build_discriminator(spec: dict):
             num_classes=spec.get("num_classes", 0),
             spectral_norm=spec.get("spectral_norm", False),
             batchnorm=spec.get("d_batchnorm", True),
+            minibatch_std=spec.get("d_minibatch_std", False),
         )
     from histosynth.errors import ConfigError
 

@@ -83,9 +83,11 @@ class DCGANDiscriminator(nn.Module):
         num_classes: int = 0,
         spectral_norm: bool = False,
         batchnorm: bool = True,
+        minibatch_std: bool = False,
     ):
         super().__init__()
         self.num_classes = num_classes
+        self.minibatch_std = minibatch_std
         sn = nn.utils.spectral_norm if spectral_norm else (lambda m: m)
         use_bn = batchnorm and not spectral_norm
         mults = list(reversed(_mults(_n_up(image_size))))
@@ -97,18 +99,30 @@ class DCGANDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, True))
         self.features = nn.Sequential(*layers)
         width = features * mults[-1]
-        self.head = sn(nn.Conv2d(width, 1, 4, 1, 0, bias=False))
+        self.head = sn(nn.Conv2d(width + int(minibatch_std), 1, 4, 1, 0, bias=False))
         self.embed = sn(nn.Embedding(num_classes, width)) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images (B, C, H, W) -> logits (B,)."""
         h = self.features(x)
-        out = self.head(h).flatten(1).sum(1)
+        out = self.head(minibatch_stddev(h) if self.minibatch_std else h).flatten(1).sum(1)
         if self.embed is not None:
             if y is None:
                 raise ValueError("this discriminator is class-conditional: pass class ids y")
             out = out + (self.embed(y) * h.sum(dim=(2, 3))).sum(1)
         return out
+
+
+def minibatch_stddev(h: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """Append one feature map: the mean over features of the standard deviation across each group of ``group``
+    samples (Karras et al. 2018). A collapsed batch of fakes has ~0 there while real batches do not, so D can
+    penalise missing diversity and G's gradient asks for it (one extra channel, negligible cost)."""
+    b, _, hh, ww = h.shape
+    g = group if b % group == 0 else b
+    std = h.float().view(g, -1, *h.shape[1:]).var(dim=0, unbiased=False).add(1e-8).sqrt()  # (B/g, C, H, W)
+    stat = std.mean(dim=(1, 2, 3)).to(h.dtype)  # (B/g,)
+    stat = stat.repeat(g)[:, None, None, None].expand(b, 1, hh, ww)  # sample i is in group i % (B/g)
+    return torch.cat([h, stat], dim=1)
 
 
 def init_dcgan_weights(module: nn.Module) -> None:

@@ -83,6 +83,7 @@ def discriminator_spec(cfg: Config, num_classes: int) -> dict[str, Any]:
         "num_classes": num_classes,
         "spectral_norm": cfg.model.spectral_norm,
         "d_batchnorm": cfg.model.d_batchnorm,
+        "d_minibatch_std": cfg.model.d_minibatch_std,
     }
 
 
