@@ -10,12 +10,18 @@ export DVC_NO_ANALYTICS := 1
 # Downloads (sample wheels, weights) shared by test runs.
 export HISTOSYNTH_TEST_CACHE ?= $(CURDIR)/.histosynth/test-cache
 PYTEST_ARGS ?=
+# CPU=1: install the CPU-only torch build from PyTorch's index first (~2.3 GB venv instead of ~7 GB of CUDA wheels).
+CPU ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_PINS := $(shell grep -oE '"torch(vision)?==[0-9.]+"' pyproject.toml | tr -d '"')
 
 .PHONY: setup demo data train test test-fast test-integration bench images clean
 
 $(STAMP): pyproject.toml
+	$(PYTHON) scripts/check_prereqs.py --venv $(VENV) $(if $(CPU),--cpu)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip setuptools wheel
+	$(if $(CPU),$(BIN)/python -m pip install --index-url $(TORCH_CPU_INDEX) $(TORCH_PINS))
 	$(BIN)/python -m pip install -e '.[test,metrics-ref]'
 	rm -f $(VENV)/.installed-* && touch $@
 
