@@ -24,7 +24,8 @@ def test_class_allocation_follows_real_proportions():
 
 
 @pytest.mark.unit
-def test_evaluate_conditional_jsonl_and_cache(tiny_setup, pixel_extractor, tmp_path):
+def test_evaluate_conditional_jsonl_and_cache(tiny_setup, pixel_extractor, private_cache, tmp_path):
+    """Cache misses and hits are asserted: a private cache (the shared test cache keeps entries across runs)."""
     out = tmp_path / "results.jsonl"
     kw = dict(extractor=pixel_extractor, device="cpu", out_jsonl=out, batch_size=16, metric_options={"kid_subsets": 10})
     r1 = evaluate_generator(tiny_setup["cond"], tiny_setup["splits"], split="test", **kw)
