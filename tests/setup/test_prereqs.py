@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,9 @@ def test_the_script_on_this_machine(tmp_path):
 
 
 def _make_n(*args: str) -> list[str]:
-    r = subprocess.run(["make", "-n", "setup", *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    # not the variables of a `make test CPU=1 ...` that may be running this test
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CPU", "VENV", "PYTHON", "STAMP")}
+    r = subprocess.run(["make", "-n", "setup", *args], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert r.returncode == 0, r.stderr
     return [line.strip() for line in r.stdout.splitlines()]
 
