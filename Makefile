@@ -10,12 +10,18 @@ export DVC_NO_ANALYTICS := 1
 # Downloads (sample wheels, weights) shared by test runs.
 export HISTOSYNTH_TEST_CACHE ?= $(CURDIR)/.histosynth/test-cache
 PYTEST_ARGS ?=
+# CPU=1: install the CPU-only torch build from PyTorch's index first (~2.3 GB venv instead of ~7 GB of CUDA wheels).
+CPU ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_PINS := $(shell grep -oE '"torch(vision)?==[0-9.]+"' pyproject.toml | tr -d '"')
 
 .PHONY: setup demo data train test test-fast test-integration bench images clean
 
 $(STAMP): pyproject.toml
+	$(PYTHON) scripts/check_prereqs.py --venv $(VENV) $(if $(CPU),--cpu)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip setuptools wheel
+	$(if $(CPU),$(BIN)/python -m pip install --index-url $(TORCH_CPU_INDEX) $(TORCH_PINS))
 	$(BIN)/python -m pip install -e '.[test,metrics-ref]'
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -32,15 +38,17 @@ data: setup
 train: data
 	histosynth train --config configs/dcgan-samples.yaml
 
-## The whole suite, as CI runs it (no GPU needed).
+## The whole suite, as CI runs it (no GPU needed). Each run lists its 15 slowest tests; selecting nothing fails.
+RUN_PYTEST := PYTEST=$(BIN)/pytest scripts/run_pytest.sh
 test: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(RUN_PYTEST) $(PYTEST_ARGS)
 
+## Pure-library and numerical tests, without the slow ones (> ~30 s each).
 test-fast: setup
-	$(BIN)/pytest -m "unit or numerics" $(PYTEST_ARGS)
+	$(RUN_PYTEST) -m "(unit or numerics) and not slow" $(PYTEST_ARGS)
 
 test-integration: setup
-	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+	$(RUN_PYTEST) -m integration $(PYTEST_ARGS)
 
 ## The CPU component image, built for real with podman on a debootstrap base (root; apt-get install podman buildah
 ## debootstrap runc). Not part of `make test`: ~13-22 min on 2 cores. Then: HISTOSYNTH_IMAGE_TESTS=1 pytest tests/docker

@@ -21,6 +21,7 @@ ENV_HOME = "HISTOSYNTH_HOME"  # project-local state: MLflow store, DVC remote, r
 ENV_CACHE = "HISTOSYNTH_CACHE"  # downloads: wheels, datasets, weights
 ENV_DATA = "HISTOSYNTH_DATA"  # versioned data folder (DVC outputs)
 ENV_OFFLINE = "HISTOSYNTH_OFFLINE"  # "1": never touch the network, use local files only
+ENV_SYNTH_MAX = "HISTOSYNTH_SYNTH_MAX"  # most images one `histosynth synth` may request
 
 log = logging.getLogger(__name__)
 _announced: set[Path] = set()  # state folders already named in the log
@@ -29,6 +30,8 @@ SEED = 0
 IMAGE_SIZE = 64
 LATENT_DIM = 100
 EXPERIMENT = "histosynth"
+# `synth` holds every image in memory before writing: 50k 64x64 RGB images are ~0.6 GB (256 px: ~10 GB).
+SYNTH_MAX = 50_000
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,22 @@ def describe_state() -> str:
     if root:
         return f"state {home} (project {root})"
     return f"state {home} (no histosynth project at or above {Path.cwd()}; set ${ENV_HOME} or run inside a project)"
+
+
+def synth_max() -> int:
+    """The most images one ``synth`` call may request: ``$HISTOSYNTH_SYNTH_MAX``, else ``SYNTH_MAX``."""
+    from histosynth.errors import ConfigError
+
+    raw = os.environ.get(ENV_SYNTH_MAX, "")
+    if not raw:
+        return SYNTH_MAX
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{ENV_SYNTH_MAX}={raw!r} is not a positive whole number", f"set it to e.g. {SYNTH_MAX}, or unset it")
+    return value
 
 
 def offline() -> bool:

@@ -144,6 +144,7 @@ def _podman_env() -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(3900)  # may run `make images` first (its own limit: 3600 s)
 @pytest.mark.skipif(os.environ.get("HISTOSYNTH_IMAGE_TESTS") != "1", reason="image build/run is opt-in: HISTOSYNTH_IMAGE_TESTS=1 (needs root + podman; the build takes 13-22 min on 2 cores)")
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman not installed (apt-get install podman buildah debootstrap runc)")
 def test_component_entrypoint_runs_in_the_cpu_image(tmp_path, monkeypatch):

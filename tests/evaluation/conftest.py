@@ -12,6 +12,9 @@ import torch
 # TSTR settings that train in about a second per fit on 2 busy CPU cores: a linear probe (head only) on a frozen
 # random ResNet-18 at 16 px, enough for colour-coded classes
 FAST_TSTR = {"backbone": "resnet18", "init": "random", "trainable_layers": 0, "head_hidden": 0, "epochs": 2, "folds": 3, "lr": 1e-2, "batch_size": 32, "input_size": 16}
+# For tests of the plumbing around TSTR (records, MLflow, reports, the CLI), not of what it measures: the fewest
+# fits (2 folds x 3 settings, 1 epoch) on a 24-patch subset at 8 px
+PLUMBING_TSTR = {**FAST_TSTR, "folds": 2, "epochs": 1, "input_size": 8, "max_real": 24, "n_synth_per_class": 6}
 
 
 def colour_patches(n_per_class: dict[str, int], size: int = 32, seed: int = 0, groups_per_class: int = 6) -> tuple[np.ndarray, np.ndarray, list[dict]]:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from histosynth.errors import HistosynthError
 from histosynth.evaluate import evaluate_generator
 
-from .conftest import FAST_TSTR
+from .conftest import PLUMBING_TSTR
 
 pytestmark = pytest.mark.unit
 
@@ -32,7 +32,7 @@ def test_full_evaluation_and_side_by_side_report(setup, pixel_extractor, tmp_pat
     out = tmp_path / "r.jsonl"
     kw = dict(extractor=pixel_extractor, device="cpu", out_jsonl=out, batch_size=32, metric_options=FAST_METRICS, n_fake=30)
     a = evaluate_generator(setup["cond"], setup["splits"], metrics="fid,kid,cmmd,ppl", tstr="on",
-                           tstr_options={**FAST_TSTR, "folds": 2, "epochs": 1}, tsne=True, knn=3, knn_rows=4, report=True, **kw)  # fmt: skip
+                           tstr_options=PLUMBING_TSTR, tsne=True, knn=3, knn_rows=4, report=True, **kw)  # fmt: skip
     assert {"fid", "kid_mean", "cmmd", "ppl"} <= set(a["metrics"]) and a["metrics"]["ppl"] > 0 and a["metrics"]["cmmd"] > 0
     assert "NOT CLIP-CMMD" in a["details"]["cmmd_features"] and any("cmmd is MMD-RBF" in n for n in a["notes"])
     assert a["details"]["ppl_setup"]["distance"]["name"] == "untrained-vgg16" and any("ppl uses the untrained-vgg16" in n for n in a["notes"])
@@ -72,7 +72,7 @@ def test_mlflow_logging_and_report_from_run_ids(setup, pixel_extractor, tmp_path
             pass
         ids.append(run.info.run_id)
         evaluate_generator(setup[bundle], setup["splits"], metrics="fid,cmmd", extractor=pixel_extractor, device="cpu", n_fake=20,
-                           mlflow_run_id=run.info.run_id, tstr="on" if bundle == "cond" else "off", tstr_options={**FAST_TSTR, "folds": 2, "epochs": 1},
+                           mlflow_run_id=run.info.run_id, tstr="on" if bundle == "cond" else "off", tstr_options=PLUMBING_TSTR,
                            tsne=True, knn=2, knn_rows=2, artifacts_dir=tmp_path / bundle)  # fmt: skip
     logged = mlflow.get_run(ids[0]).data.metrics
     assert "test/test-pixels/cmmd" in logged and "tstr/synthetic/accuracy_mean" in logged and "tstr/real_synthetic/f1_macro_std" in logged
@@ -88,7 +88,7 @@ def test_cli_options_and_errors(setup, pixel_extractor, tmp_path):
     out = tmp_path / "c.jsonl"
     base = ["evaluate", "--real", str(setup["splits"]), "--extractor", pixel_extractor, "--device", "cpu", "--n", "20", "--set", "kid_subsets=5"]
     ok = cli(*base, "--bundle", str(setup["cond"]), "--metrics", "fid,cmmd", "--knn", "2", "--tsne", "--report", "--out", str(out),
-             "--tstr", "on", *sum((["--tstr-set", f"{k}={v}"] for k, v in {**FAST_TSTR, "folds": 2, "epochs": 1}.items()), []))  # fmt: skip
+             "--tstr", "on", *sum((["--tstr-set", f"{k}={v}"] for k, v in PLUMBING_TSTR.items()), []))  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert "cmmd" in ok.output and "TSTR" in ok.output and "report (html)" in ok.output and "knn:" in ok.output
     assert json.loads(out.read_text())["tstr"]["classifier"]["arch"] == "resnet18"

@@ -12,9 +12,7 @@ from typer.testing import CliRunner
 from histosynth.errors import HistosynthError
 from histosynth.evaluate import class_allocation, evaluate_generator, metric_key
 
-pytestmark = pytest.mark.unit
-
-
+@pytest.mark.unit
 def test_class_allocation_follows_real_proportions():
     labels = np.array([0] * 30 + [1] * 10 + [2] * 0)
     ids = class_allocation(labels, ["a", "b", "c"], ["b", "a", "c"], 41, seed=0)
@@ -25,7 +23,9 @@ def test_class_allocation_follows_real_proportions():
         class_allocation(labels, ["a", "b", "c"], ["a"], 10, seed=0)
 
 
-def test_evaluate_conditional_jsonl_and_cache(tiny_setup, pixel_extractor, tmp_path):
+@pytest.mark.unit
+def test_evaluate_conditional_jsonl_and_cache(tiny_setup, pixel_extractor, private_cache, tmp_path):
+    """Cache misses and hits are asserted: a private cache (the shared test cache keeps entries across runs)."""
     out = tmp_path / "results.jsonl"
     kw = dict(extractor=pixel_extractor, device="cpu", out_jsonl=out, batch_size=16, metric_options={"kid_subsets": 10})
     r1 = evaluate_generator(tiny_setup["cond"], tiny_setup["splits"], split="test", **kw)
@@ -50,6 +50,7 @@ def test_evaluate_conditional_jsonl_and_cache(tiny_setup, pixel_extractor, tmp_p
     assert r4["n_real"] == 20 and r4["cache"]["hit"] is False and r4["real"]["subset"] is True
 
 
+@pytest.mark.unit
 def test_inception_score_needs_logits(tiny_setup, pixel_extractor, inception_path, monkeypatch):
     rec = evaluate_generator(tiny_setup["uncond"], tiny_setup["splits"], metrics=["is"], extractor=pixel_extractor, device="cpu")
     assert rec["metrics"]["is_mean"] >= 1.0
@@ -58,6 +59,7 @@ def test_inception_score_needs_logits(tiny_setup, pixel_extractor, inception_pat
         evaluate_generator(tiny_setup["uncond"], tiny_setup["splits"], metrics=["fid", "is"], device="cpu")
 
 
+@pytest.mark.unit
 def test_mlflow_logging(tiny_setup, pixel_extractor):
     from histosynth import tracking
 
@@ -77,6 +79,7 @@ def test_mlflow_logging(tiny_setup, pixel_extractor):
         evaluate_generator(tiny_setup["cond"], tiny_setup["splits"], metrics="fid", extractor=pixel_extractor, device="cpu", mlflow_run_id="0" * 32)
 
 
+@pytest.mark.unit
 def test_errors(tiny_setup, pixel_extractor, tmp_path):
     with pytest.raises(HistosynthError, match="no patch store"):
         evaluate_generator(tiny_setup["cond"], tmp_path / "nowhere", extractor=pixel_extractor)
@@ -86,6 +89,7 @@ def test_errors(tiny_setup, pixel_extractor, tmp_path):
         evaluate_generator(tiny_setup["cond"], tiny_setup["splits"], metrics="fid,psnr", extractor=pixel_extractor)
 
 
+@pytest.mark.unit
 def test_cli(tiny_setup, pixel_extractor, tmp_path):
     from histosynth.cli import _register, app
 

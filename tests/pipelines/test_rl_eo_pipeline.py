@@ -66,6 +66,7 @@ def test_snn_options_are_refused_for_the_plain_pipeline():
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole KFP local run; its subprocess has 1500 s
 def test_local_run_trains_snn_then_rl_eo_gan(tmp_path):
     home = Path(os.environ["HISTOSYNTH_HOME"])
     snn_args = [a for s in SNN_TINY for a in ("--snn-set", s)]

@@ -75,6 +75,7 @@ TSTR_TINY = json.dumps({"backbone": "resnet18", "init": "random", "trainable_lay
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole KFP local run; its subprocess has 1500 s
 def test_local_run_trains_evaluates_registers_and_exports(tmp_path):
     """kfp.local with the embedded sample data built inside the run, the smoke preset made class-conditional (so the
     evaluate step runs everything: metrics, TSTR, t-SNE, kNN grid, report), a local MLflow store."""

@@ -18,7 +18,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 DEV = torch.device("cuda")
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 @pytest.mark.parametrize("half", [True, False])
 @pytest.mark.parametrize("overlap", [True, False])
@@ -45,7 +44,6 @@ def test_cuda_reward_matches_fp32_reference(half, overlap):
     assert len(r._graphs) == (1 if overlap else 0) and not r._graph_failed
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 def test_cuda_step_with_side_stream_reward_updates_like_plain_gan():
     torch.manual_seed(0)

@@ -12,7 +12,6 @@ from histosynth.errors import ConfigError
 from histosynth.train import load_checkpoint, train
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 def test_ema_formula_with_warmup_and_copied_buffers():
     net = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.BatchNorm1d(2))

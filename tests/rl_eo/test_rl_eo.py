@@ -44,7 +44,6 @@ def _batch(n: int = 8, seed: int = 3):
     return x, y
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 def test_reward_is_w_mean_similarity_and_logged_d_loss_is_ld_minus_reward(similarity):
     G, D = _models()
@@ -79,7 +78,6 @@ def test_reward_is_w_mean_similarity_and_logged_d_loss_is_ld_minus_reward(simila
     assert reward.epoch_rewards() == pytest.approx(per_class, rel=1e-6)
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 @pytest.mark.parametrize("weight", [0.3, 100.0])
 def test_reward_reaches_no_parameter_updates_equal_plain_gan(similarity, weight):

@@ -1,8 +1,14 @@
-"""Fixtures for serving tests: tiny random-init generator bundles, their ONNX exports, a live tritonserver."""
+"""Fixtures for serving tests: tiny random-init generator bundles, their ONNX exports, a live tritonserver, and a
+`histosynth serve` process started for real."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -61,3 +67,48 @@ def triton(onnx_models, tmp_path_factory):
     with server:
         server.wait_ready(timeout=90)
         yield server
+
+
+HISTOSYNTH = str(Path(sys.executable).parent / "histosynth")
+
+
+def start_serve(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int, int, int]:
+    """`histosynth serve ARGS` on free loopback ports, waited on until its models are ready.
+
+    -> (process, http, grpc, metrics ports); stdout and stderr are merged into ``process.stdout`` (text).
+    """
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    cmd = [HISTOSYNTH, "serve", *args, "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"histosynth serve exited with {proc.returncode}:\n{proc.stdout.read()}")
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=2).status == 200:
+                return proc, http, grpc, metrics
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"histosynth serve was not ready after {timeout:.0f} s:\n{proc.stdout.read()}")
+        time.sleep(0.3)
+
+
+def stop_serve(proc: subprocess.Popen, timeout: float = 40) -> tuple[int, str]:
+    """SIGTERM `histosynth serve` (as Ctrl-C would) -> (exit code, its output)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return code, proc.stdout.read()
+
+
+@pytest.fixture(scope="session")
+def serve_cli():
+    """``serve_cli.start(*args)`` / ``serve_cli.stop(proc)``: real `histosynth serve` processes for CLI tests."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(start=start_serve, stop=stop_serve)

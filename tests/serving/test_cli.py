@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -28,7 +26,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.mark.integration
 @pytest.mark.slow  # ~50 s on 2 cores: each CLI call is a fresh process importing torch/mlflow
-def test_register_export_serve_synth(bundles, tmp_path):
+def test_register_export_serve_synth(bundles, serve_cli, tmp_path):
     r = _cli("register", "--bundle", str(bundles["cgen"]), "--name", "demo", "--alias", "prod", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout.strip().splitlines()[-1])
@@ -40,22 +38,8 @@ def test_register_export_serve_synth(bundles, tmp_path):
     exported = json.loads(r.stdout.strip().splitlines()[-1])
     assert exported["version"] == 1 and Path(exported["onnx_path"]).is_file() and exported["max_abs_diff"] < 1e-4
 
-    http, grpc, metrics = _port(), _port(), _port()
-    serve = subprocess.Popen(
-        [HISTOSYNTH, "serve", "--name", "demo", "--alias", "prod", "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "8"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    serve, http, grpc, metrics = serve_cli.start("--name", "demo", "--alias", "prod", "--max-batch", "8")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert serve.poll() is None, serve.stdout.read()
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/demo/ready", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "histosynth serve did not become ready"
-            time.sleep(0.3)
         out = tmp_path / "samples"
         r = _cli("synth", "--n", "12", "--seed", "7", "--class", "invasive", "--out", str(out), "--url", f"127.0.0.1:{grpc}", "--protocol", "grpc")
         assert r.returncode == 0, r.stderr
@@ -81,13 +65,7 @@ def test_register_export_serve_synth(bundles, tmp_path):
         metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10).read().decode()
         assert 'nv_inference_request_success{model="demo",version="1"}' in metrics_text
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            code = serve.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            raise
-    log = serve.stdout.read()
+        code, log = serve_cli.stop(serve)
     assert code == 0, log
     assert "tritonserver ready" in log and "stopping tritonserver" in log
     with pytest.raises(OSError):

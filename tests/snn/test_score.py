@@ -10,9 +10,6 @@ from histosynth.data.store import PatchStore
 from histosynth.snn import load_similarity
 from histosynth.snn.score import best_threshold, cached_embeddings, embed_images, pair_metrics, roc_auc, search
 
-pytestmark = pytest.mark.integration
-
-
 @pytest.mark.unit
 def test_roc_auc_and_threshold_hand_values():
     s = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
@@ -25,6 +22,7 @@ def test_roc_auc_and_threshold_hand_values():
     assert m["accuracy"] == pytest.approx(0.6) and m["auc_within"] == pytest.approx(0.5) and m["auc_across"] == pytest.approx(1.0)
 
 
+@pytest.mark.integration
 def test_load_similarity_api(stage1_bundle):
     sim = load_similarity(stage1_bundle.bundle, "cpu", half=True)  # half is ignored on CPU
     assert not sim.half and not sim.model.training
@@ -42,6 +40,7 @@ def test_load_similarity_api(stage1_bundle):
         sim.similarity(a, b[:2])
 
 
+@pytest.mark.integration
 def test_search_finds_the_exact_patch(stage1_bundle, splits_root, private_cache):
     sim = load_similarity(stage1_bundle.bundle, "cpu")
     store = PatchStore(splits_root / "train")
@@ -64,6 +63,7 @@ def test_search_finds_the_exact_patch(stage1_bundle, splits_root, private_cache)
     assert not cached_embeddings(sim.model, bundle_key(stage1_bundle.bundle), store, sim.device).any()
 
 
+@pytest.mark.integration
 def test_mft_snn_extractor(stage1_bundle):
     from histosynth.errors import HistosynthError
     from histosynth.features import get_extractor
@@ -78,6 +78,7 @@ def test_mft_snn_extractor(stage1_bundle):
     assert np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.integration
 def test_bundle_records_init_and_stage(stage1_bundle):
     from histosynth.snn.mft_snn import read_bundle
 

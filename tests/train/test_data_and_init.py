@@ -77,7 +77,6 @@ def test_data_root_and_split_errors(store_root, monkeypatch, tmp_path):
     assert resolve_data_root(str(store_root)) == store_root
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 def test_dcgan_initialisation_statistics():
     """N(0, 0.02) conv weights, N(1, 0.02) batch-norm scales, zero biases (DCGAN paper), 64 px, 64 maps."""

@@ -44,7 +44,6 @@ EXPECTED = [
 ]
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 @pytest.mark.parametrize("name,kwargs,d_real,d_fake,g", EXPECTED, ids=[f"{e[0]}-{i}" for i, e in enumerate(EXPECTED)])
 def test_loss_values_match_hand_computation(name, kwargs, d_real, d_fake, g):
@@ -70,7 +69,6 @@ def _grad(fn, logits):
     return x.grad
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_gradient_signs(name):
@@ -83,7 +81,6 @@ def test_gradient_signs(name):
     assert (_grad(loss.g_loss, low) < 0).all(), "G loss must fall as D(fake) rises"
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 def test_bce_generator_is_non_saturating():
     """-log D(G(z)): a confident D (logit -10) still gives G a gradient of ~ -1/B, unlike log(1 - D(G(z)))."""
@@ -93,7 +90,6 @@ def test_bce_generator_is_non_saturating():
     assert saturating.abs().max() < 1e-4
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 def test_one_sided_label_smoothing_optimum():
     """With real_label 0.9 the real term is minimal at sigmoid(logit) = 0.9, and fakes keep target 0."""
@@ -135,7 +131,6 @@ class _Linear(torch.nn.Module):
         return (x * self.w).flatten(1).sum(1)
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 def test_gradient_penalty_exact_for_linear_critic():
     w = torch.zeros(1, 3, 4, 4)

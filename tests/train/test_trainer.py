@@ -91,7 +91,6 @@ def _state_equal(a: dict, b: dict) -> list[str]:
 
 
 @pytest.mark.integration
-@pytest.mark.numerics
 def test_conditional_resume_is_bit_identical(make_cfg, tracking_uri):
     """8 steps straight == 3 steps + resume to 6 (an epoch boundary) + resume to 8, on CPU, bit for bit.
     Conditional, with flips: every RNG stream (noise, shuffles, flips) must be restored."""

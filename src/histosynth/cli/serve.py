@@ -11,7 +11,7 @@ import typer
 
 from histosynth.cli import app
 from histosynth.cli.common import out
-from histosynth.errors import HistosynthError
+from histosynth.errors import HistosynthError, ServerError
 
 # Explicit model control: every model in the repository is loaded at start, and `--reload`/`--watch` swap versions
 # through the load API without a restart.
@@ -100,8 +100,14 @@ def serve(
             out.print(f"  watching {name}@{alias} every {watch:g} s")
             watch_alias(server.http_url, repo_dir, name, alias, interval=watch, should_stop=lambda: not server.running(), model_name=model_name,
                         on_reload=lambda i: out.print(f"[bold green]loaded[/] {i['model_name']} version {i['version']} (was {', '.join(i['previous']) or 'none'})"), **build)
-        code = server.wait()
-        raise HistosynthError(f"tritonserver exited with code {code}; log tail:\n{server.log(30)}", f"full log: {server.log_path}")
+        server.wait()
+        # No restart loop here: a crash-looping server would hide its cause; the supervisor (Kubernetes, systemd)
+        # that runs `serve` restarts it, and a user at a terminal sees why it stopped.
+        raise ServerError(
+            f"tritonserver {server.exit_reason()} while serving; histosynth serve stops with it. Last log lines:\n{server.log(8)}",
+            f"a SIGKILL is usually the out-of-memory killer (see `dmesg`) or a kill -9: free memory or lower --instances/--max-batch, "
+            f"then start histosynth serve again (under Kubernetes or systemd the supervisor restarts it); full log: {server.log_path}",
+        )
     except KeyboardInterrupt:
         out.print("stopping tritonserver...")
     finally:

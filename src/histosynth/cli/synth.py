@@ -13,7 +13,7 @@ from histosynth.cli.common import ForceOpt, out
 
 @app.command()
 def synth(
-    n: int = typer.Option(64, "--n", help="Number of images."),
+    n: int = typer.Option(64, "--n", help="Number of images (at most $HISTOSYNTH_SYNTH_MAX, default 50000)."),
     seed: int = typer.Option(0, "--seed", help="Seed: image i uses the latent drawn from (seed, i), whatever the batch split."),
     class_name: Optional[str] = typer.Option(None, "--class", help="Class name for a conditional model (default: classes in turn)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder for the PNGs and manifest.json."),
@@ -29,8 +29,9 @@ def synth(
 
     from histosynth import __version__
     from histosynth.outputs import check_dir
-    from histosynth.serving.client import GeneratorClient, synthesize, write_pngs
+    from histosynth.serving.client import GeneratorClient, check_request, synthesize, write_pngs
 
+    check_request(n, seed, batch)
     check_dir(out_dir, marker="manifest.json", names=("*.png",), force=force)
     t0 = time.perf_counter()
     with GeneratorClient(url, protocol=protocol, model=model, model_version=model_version) as client:  # type: ignore[arg-type]

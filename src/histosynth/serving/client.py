@@ -209,18 +209,33 @@ class SynthResult:
     model_version: str
 
 
+def check_request(n: int, seed: int, batch: int | None = None) -> None:
+    """Reject a request that cannot succeed before anything is sent to the server."""
+    from histosynth.defaults import ENV_SYNTH_MAX, synth_max
+
+    if n < 1:
+        raise HistosynthError(f"--n must be >= 1, got {n}", "ask for at least one image")
+    limit = synth_max()
+    if n > limit:
+        raise HistosynthError(
+            f"--n {n} is more than the {limit} images one synth call may request (every image is held in memory until written)",
+            f"split the job into several calls with different --seed or --out, or raise the limit with {ENV_SYNTH_MAX}={n}",
+        )
+    if seed < 0:
+        raise HistosynthError(f"--seed must be >= 0, got {seed}")
+    if batch is not None and batch < 1:
+        raise HistosynthError(f"--batch must be >= 1, got {batch}")
+
+
 def synthesize(client: GeneratorClient, n: int, seed: int, class_name: str | None = None, batch: int | None = None) -> SynthResult:
     """``n`` images in batches of at most ``batch`` (<= the model's max_batch_size; default min(32, max_batch_size)).
 
     Conditional models: ``class_name`` for every image, else classes in turn (``i % num_classes``).
     """
     info = client.info
-    if n < 1:
-        raise HistosynthError(f"--n must be >= 1, got {n}")
+    check_request(n, seed, batch)
     if batch is None:
         batch = min(32, info.max_batch_size) if info.max_batch_size else 32
-    if batch < 1:
-        raise HistosynthError(f"--batch must be >= 1, got {batch}")
     if info.max_batch_size and batch > info.max_batch_size:
         raise HistosynthError(f"--batch {batch} exceeds the max_batch_size {info.max_batch_size} of model '{info.name}'", f"use --batch {info.max_batch_size} or less")
     class_ids = None

@@ -8,7 +8,8 @@ pytriton's Python API (see DESIGN.md section 3):
 - ``PATH`` starts with this interpreter's bin folder (the stub's Python finds the venv's numpy/onnxruntime)
   and ``LD_LIBRARY_PATH`` holds the ``nvidia_pytriton.libs`` folder plus Python's ``LIBDIR`` (else the stub
   loads the wrong libpython);
-- shared memory regions get a per-server prefix, so several servers (tests) can run side by side.
+- shared memory regions get a per-server prefix, so several servers (tests) can run side by side, and the
+  regions a killed server leaves in /dev/shm (kill -9, the OOM killer) can be removed without touching others'.
 
 ``TritonServer`` is a context manager; ``wait_ready`` raises :class:`ServerError` with the log tail when the
 server exits or does not become ready in time. Another ``tritonserver`` binary (e.g. one with the
@@ -134,6 +135,7 @@ class TritonServer:
         self.log_path = self.workdir / "tritonserver.log"
         self.proc: subprocess.Popen | None = None
         self._log_file = None
+        self.shm_prefix = f"histosynth{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     # -- addresses -------------------------------------------------------------------------------------------
     @property
@@ -157,7 +159,6 @@ class TritonServer:
     def command(self) -> list[str]:
         binary = self.binary or find_tritonserver()
         backends = self.backend_directory or prepare_python_backend(self.workdir / "backends")
-        prefix = f"histosynth{os.getpid()}-{uuid.uuid4().hex[:8]}"
         return [
             str(binary),
             f"--model-repository={self.repo}",
@@ -174,7 +175,7 @@ class TritonServer:
             "--exit-on-error=true",
             "--exit-timeout-secs=10",
             f"--log-verbose={self.log_verbose}",
-            f"--backend-config=python,shm-region-prefix-name={prefix}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             f"--backend-config=python,shm-default-byte-size={self.shm_default_bytes}",
             *self.extra_args,
         ]
@@ -219,9 +220,8 @@ class TritonServer:
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
-                code = self.proc.returncode if self.proc else None
-                self._close_log()
-                raise ServerError(f"tritonserver exited with code {code} before it was ready; log tail:\n{self.log(40)}", f"full log: {self.log_path}")
+                self.stop()
+                raise ServerError(f"tritonserver {self.exit_reason()} before it was ready; log tail:\n{self.log(40)}", f"full log: {self.log_path}")
             if self._get("/v2/health/ready") == 200 and all(self._get(f"/v2/models/{m}/ready") == 200 for m in models):
                 return self
             if time.monotonic() > deadline:
@@ -246,9 +246,19 @@ class TritonServer:
                     code = self.proc.wait(timeout=10)
             else:
                 code = self.proc.returncode
-            # (python-backend stubs watch their parent and exit with it)
+            self._reap()
         self._close_log()
         return code
+
+    def _reap(self) -> None:
+        """After the server exited: end what is left of its process group (python-backend stubs) and remove the
+        shared memory regions with this server's prefix, which a graceful exit removes itself but a SIGKILL leaves."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            region.unlink(missing_ok=True)
 
     def _close_log(self) -> None:
         if self._log_file is not None:
@@ -267,6 +277,17 @@ class TritonServer:
         """Block until the server exits (the CLI's foreground mode)."""
         assert self.proc is not None
         return self.proc.wait()
+
+    def exit_reason(self) -> str:
+        """How the process ended, in words: 'exited with code 1' or 'was killed by SIGKILL (signal 9)'."""
+        code = self.proc.returncode if self.proc else None
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "a signal"
+            return f"was killed by {name} (signal {-code})"
+        return f"exited with code {code}"
 
     def __enter__(self) -> "TritonServer":
         return self.start()
