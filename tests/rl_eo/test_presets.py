@@ -32,6 +32,10 @@ EXPECTED = {
 }
 
 
+# the paper's "clip value 0.1": clipping by value in every paper-scale preset that clips, and in the samples
+# presets of the paper's own method and its base (the other samples presets keep clipping by norm)
+CLIP_BY_VALUE = {"dcgan-paper.yaml", "ganetic-paper.yaml", "improved-dcgan-paper.yaml", "rl-eo-paper.yaml", "improved-dcgan-samples.yaml", "rl-eo-samples.yaml"}
+
 SAMPLES = [f"{stem}-samples.yaml" for stem in EXPECTED]
 PAPER = [f"{stem}-paper.yaml" for stem in EXPECTED]
 
@@ -49,7 +53,8 @@ def test_preset_loads_with_its_method_settings(preset):
     if real_label is not None:
         assert cfg.loss.real_label == real_label
     assert (cfg.optim.lr_g, cfg.optim.lr_d, (cfg.optim.beta1, cfg.optim.beta2), cfg.optim.grad_clip) == (lr, lr, betas, clip)
-    assert cfg.rl_eo.enabled is rl and (not rl or cfg.rl_eo.weight == 0.3)
+    assert cfg.optim.clip_mode == ("value" if preset in CLIP_BY_VALUE else "norm")
+    assert cfg.rl_eo.enabled is rl and (not rl or (cfg.rl_eo.weight == 0.3 and cfg.rl_eo.mode == "paper"))
     assert cfg.data.image_size == 64 and cfg.model.arch == "dcgan"
     if preset.endswith("-paper.yaml"):  # the paper's scale (DESIGN 1.1)
         assert (cfg.model.latent_dim, cfg.model.g_features, cfg.model.d_features, cfg.train.batch_size, cfg.train.epochs) == (100, 64, 64, 128, 200)

@@ -215,6 +215,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
         conditional=num_classes > 0,
         amp=amp,
         grad_clip=cfg.optim.grad_clip,
+        clip_mode=cfg.optim.clip_mode,
         gp_weight=cfg.loss.gp_weight,
         reward=rl,
         augment=DiffAugment(cfg.augment.policy),
@@ -301,7 +302,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
                 "histosynth.out_dir": str(out_dir),
                 "histosynth.classes": ",".join(source.classes),
                 "histosynth.generator_weights": f"ema({cfg.train.ema_decay})" if ema is not None else "raw",
-                **({"rl_eo.reward_gradient": REWARD_GRADIENT} if rl is not None else {}),
+                **({"rl_eo.mode": rl.mode, "rl_eo.reward_gradient": REWARD_GRADIENT[rl.mode]} if rl is not None else {}),
                 **resumed_from,
             }
         )
