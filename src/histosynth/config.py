@@ -97,6 +97,19 @@ class RLEOConfig:
 
 
 @dataclass
+class DDPMConfig:
+    """Table 1's diffusion baseline (``method: ddpm``, histosynth.nets.ddpm): UNet size, noise schedule, DDIM steps."""
+
+    base_channels: int = 64  # UNet widths base * (1, 2, 4, 4, ..) per resolution
+    levels: int = 4  # resolutions (the image is halved levels - 1 times)
+    layers_per_block: int = 2
+    attention: bool = True  # self-attention at the two lowest resolutions and in the middle block
+    train_timesteps: int = 1000  # T of the forward process
+    beta_schedule: str = "linear"  # Ho et al.: linear 1e-4 .. 0.02
+    sample_steps: int = 50  # DDIM (eta = 0) steps for samples and evaluation
+
+
+@dataclass
 class TrackingConfig:
     tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI or the local SQLite store
     experiment: str = defaults.EXPERIMENT
@@ -114,6 +127,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     rl_eo: RLEOConfig = field(default_factory=RLEOConfig)
+    ddpm: DDPMConfig = field(default_factory=DDPMConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,6 +259,8 @@ def validate(cfg: Config) -> None:
     from histosynth.rl_eo import check_mode
 
     check_mode(cfg.rl_eo.mode, cfg.rl_eo.weight, cfg.loss.name)
+    if cfg.method == "ddpm" and cfg.rl_eo.enabled:
+        raise ConfigError("method=ddpm with rl_eo.enabled=true: the RL-EO reward shapes a GAN discriminator, and a DDPM has none", "use rl_eo.enabled=false, or a GAN preset such as configs/rl-eo-samples.yaml")
 
 
 def config_hash(cfg: Config) -> str:

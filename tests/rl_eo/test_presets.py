@@ -70,7 +70,7 @@ def test_every_gan_preset_is_covered_here():
             load_config(path)
         except ConfigError:
             continue  # another command's preset (e.g. the MFT-SNN's)
-        assert path.name == "dcgan-quick.yaml" or _stem(path.name) in EXPECTED, path.name
+        assert path.name == "dcgan-quick.yaml" or _stem(path.name) in EXPECTED or _stem(path.name) == "ddpm", path.name
 
 
 @pytest.mark.unit
@@ -79,8 +79,20 @@ def test_every_table1_method_has_both_presets():
         for scale in ("samples", "paper"):
             assert preset_path(name, scale).is_file()
     assert preset_path("sngan") == CONFIGS / "sngan-samples.yaml"
-    with pytest.raises(ConfigError, match="no preset for method 'DDPM'"):
-        preset_path("DDPM")
+    assert preset_path("DDPM", "paper") == CONFIGS / "ddpm-paper.yaml"
+    with pytest.raises(ConfigError, match="no preset for method 'StyleGAN'"):
+        preset_path("StyleGAN")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("scale", ["samples", "paper"])
+def test_ddpm_presets_are_the_ho_et_al_recipe(scale):
+    cfg = load_config(preset_path("DDPM", scale))
+    assert cfg.method == "ddpm" and cfg.data.image_size == 64 and not cfg.rl_eo.enabled
+    assert (cfg.ddpm.train_timesteps, cfg.ddpm.beta_schedule, cfg.ddpm.sample_steps) == (1000, "linear", 50)
+    assert (cfg.optim.lr_g, cfg.optim.grad_clip, cfg.optim.clip_mode) == (2e-4, 1.0, "norm")
+    if scale == "paper":
+        assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.ema_decay, cfg.ddpm.base_channels) == (128, 200, 0.9999, 128)
 
 
 def _d_loss(cfg, G, D, real, z) -> float:

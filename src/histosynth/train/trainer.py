@@ -157,7 +157,7 @@ def config_from_checkpoint(path: str | Path, overrides: list[str] | None = None)
 
 
 def train(cfg: Config, resume: str | Path | None = None, *, progress: bool | None = None, similarity: Similarity | None = None) -> TrainResult:
-    """Train a GAN as configured; with ``resume`` continue exactly from a checkpoint (new MLflow run, tagged
+    """Train a GAN (or, with ``method: ddpm``, the DDPM baseline: :mod:`histosynth.train.ddpm`) as configured; with ``resume`` continue exactly from a checkpoint (new MLflow run, tagged
     with the run it continues). ``progress``: show a progress bar (None: only on a terminal).
     ``similarity``: the RL-EO similarity network to use instead of loading ``rl_eo.snn`` (tests, benchmarks).
 
@@ -167,6 +167,12 @@ def train(cfg: Config, resume: str | Path | None = None, *, progress: bool | Non
     validate(cfg)
     device = resolve_device(cfg.train.device)
     with determinism(device, cfg.train.deterministic):
+        if cfg.method == "ddpm":
+            if resume:
+                raise ConfigError("--resume is not supported for method=ddpm", "start a new run (train.max_steps sets its length)")
+            from histosynth.train.ddpm import train_ddpm
+
+            return train_ddpm(cfg, device, progress)
         return _train(cfg, resume, device, progress, similarity)
 
 
