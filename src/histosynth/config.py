@@ -87,7 +87,7 @@ class TrainConfig:
 
 @dataclass
 class RLEOConfig:
-    """RL-EO (DESIGN 1.1): similarity(real_i, fake_i) from a frozen MFT-SNN in D's loss (how: histosynth.rl_eo)."""
+    """RL-EO: similarity(real_i, fake_i) from a frozen MFT-SNN in D's loss (how: histosynth.rl_eo)."""
 
     enabled: bool = False
     mode: str = "paper"  # paper (L_D - w*mean(s), inert), weighted ((1 - w*s_i) * l_fake_i), soft-label (fake target w*s_i)

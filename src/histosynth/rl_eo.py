@@ -5,7 +5,7 @@ in [0, 1] by the frozen MFT-SNN; ``w`` is ``rl_eo.weight`` (0.3 in the paper). T
 contains the reward, in any mode. ``rl_eo.mode`` says how the scores enter D's loss
 (``l_real_i``, ``l_fake_i``: the loss's per-sample terms, :mod:`histosynth.losses`):
 
-``paper`` -- the paper as written (DESIGN 1.1)::
+``paper`` -- the paper as written::
 
     L_D - w * mean_i(s_i)
 

@@ -121,7 +121,7 @@ class GANStep:
                 m["rl_eo/reward"] = r.reward
                 m["rl_eo/similarity"] = r.similarity
                 if self.reward.mode == "paper":
-                    loss_d = loss_d - r.reward  # DESIGN 1.1: D minimises L_D - reward (no gradient: see rl_eo)
+                    loss_d = loss_d - r.reward  # the paper: D minimises L_D - reward (no gradient: see rl_eo)
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler_d.scale(loss_d).backward()
             self.scaler_d.unscale_(self.opt_d)
