@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -39,50 +40,88 @@ def read_done(path: Path) -> dict[tuple[str, int], dict]:
     return {(r["method"], r["seed"]): r for r in rows}
 
 
-def run_cell(method: str, preset: str, seed: int, args, out: Path, uri: str) -> dict:
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def run_cell(method: str, preset: str, seed: int, args, out: Path, uri: str, *, extra=(), metrics: str = "fid,kid,pr", keys=KEYS, experiment: str = "quality-benchmark", similarity=None) -> dict:
+    """Train ``preset`` (+ the budget overrides, + ``extra``) with ``seed`` and score it; -> the JSONL row."""
     from histosynth.evaluate import evaluate_generator
     from histosynth.train import train
 
-    run_dir = out / "runs" / f"{preset.split('/')[-1].removesuffix('.yaml')}-seed{seed}"
+    run_dir = out / "runs" / f"{slug(method)}-seed{seed}"
     cfg = load_config(
         preset,
         [
             f"data.root={args.data}", f"train.seed={seed}", f"train.max_steps={args.steps}", "train.epochs=100000",
             f"train.device={args.device}", "train.sample_every=0", "train.checkpoint_every=0", f"train.out_dir={run_dir}",
-            f"tracking.tracking_uri={uri}", "tracking.experiment=quality-benchmark", f"tracking.run_name={method} seed {seed}",
-            *([f"train.batch_size={args.batch}"] if args.batch else []), *args.overrides,
+            f"tracking.tracking_uri={uri}", f"tracking.experiment={experiment}", f"tracking.run_name={method} seed {seed}",
+            *([f"train.batch_size={args.batch}"] if args.batch else []), *extra, *args.overrides,
         ],
     )
     t0 = time.perf_counter()
-    res = train(cfg, progress=sys.stderr.isatty())
+    res = train(cfg, progress=sys.stderr.isatty(), similarity=similarity)
     train_s = time.perf_counter() - t0
-    rec = evaluate_generator(res.bundle, args.data, split=args.eval_split, metrics="fid,kid,pr", extractor="inception-fid", seed=seed, device=args.device, mlflow_run_id=res.run_id, tracking_uri=uri)
+    t0 = time.perf_counter()
+    rec = evaluate_generator(res.bundle, args.data, split=args.eval_split, metrics=metrics, extractor="inception-fid", seed=seed, device=args.device, mlflow_run_id=res.run_id, tracking_uri=uri, n_real=args.eval_n or None, n_fake=args.eval_n or None)
+    eval_s = time.perf_counter() - t0
     grid = out / f"grid-{run_dir.name}.png"
     if res.samples:
         shutil.copy(res.samples, grid)
     return {
-        "method": method, "seed": seed, "preset": preset, "steps": res.steps, "batch": cfg.train.batch_size, "train_s": round(train_s, 1),
-        "device": res.device, "run_id": res.run_id, "grid": str(grid), "n_real": rec["n_real"], "n_fake": rec["n_fake"],
-        **{k: rec["metrics"][k] for k in KEYS if k in rec["metrics"]},
+        "method": method, "seed": seed, "preset": preset, "extra": list(extra), "steps": res.steps, "batch": cfg.train.batch_size, "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1), "device": res.device, "run_id": res.run_id, "grid": str(grid), "n_real": rec["n_real"], "n_fake": rec["n_fake"],
+        **{k: rec["metrics"][k] for k in keys if k in rec["metrics"]},
     }
 
 
-def summarise(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+def run_grid(methods, seeds, jsonl: Path, cell) -> list[dict]:
+    """``cell(method, seed) -> row`` for every (method, seed) not yet in ``jsonl``; each row is appended as it
+    finishes, so an interrupted benchmark resumes where it stopped. -> the rows of these methods and seeds."""
+    done = read_done(jsonl)
+    for seed in seeds:
+        for method in methods:
+            if (method, seed) in done:
+                print(f"== {method} seed {seed}: done, skipped", file=sys.stderr)
+                continue
+            print(f"== {method} seed {seed}", file=sys.stderr, flush=True)
+            row = cell(method, seed)
+            with jsonl.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            done[(method, seed)] = row
+    return [r for (m, s), r in done.items() if m in methods and s in seeds]
+
+
+def summarise(rows: list[dict], methods=METHODS, keys=KEYS) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for method in METHODS:
+    for method in methods:
         mine = [r for r in rows if r["method"] == method]
         out[method] = {}
-        for k in (*KEYS, "train_s"):
+        for k in (*keys, "train_s", "eval_s"):
             vals = [r[k] for r in mine if k in r]
             if vals:
                 out[method][k] = {"mean": statistics.mean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
     return out
 
 
+def table(summary: dict, keys=KEYS) -> list[str]:
+    """Markdown rows: mean +- std per metric (``-`` where a method has none) and the wall times of a run."""
+    lines = ["| method | " + " | ".join(keys) + " | train s | eval s |", "|---" * (len(keys) + 3) + "|"]
+    for method, s in summary.items():
+        cells = [f"{s[k]['mean']:.4g} +- {s[k]['std']:.2g}" if k in s else "-" for k in (*keys, "train_s", "eval_s")]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_summary(out: Path, summary: dict, **extra) -> None:
+    (out / "summary.json").write_text(json.dumps({"command": " ".join([Path(sys.executable).name, *sys.argv]), "torch": torch.__version__, **extra, "summary": summary}, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/splits", help="split folder: 'train' to train on, --eval-split to score against")
     ap.add_argument("--eval-split", default="test")
+    ap.add_argument("--eval-n", type=int, default=0, help="score a seeded subset of N real patches against N fakes (0: the whole split)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=1200, help="G steps per run, the same for every method")
     ap.add_argument("--batch", type=int, default=0, help="batch size for every method (0: each preset's own)")
@@ -97,32 +136,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "results.jsonl"
     uri = f"sqlite:///{out / 'mlflow.db'}"
-    done = read_done(jsonl)
-    for seed in args.seeds:
-        for method, preset in METHODS.items():
-            if method not in args.methods:
-                continue
-            if (method, seed) in done:
-                print(f"== {method} seed {seed}: done, skipped", file=sys.stderr)
-                continue
-            print(f"== {method} seed {seed}: {args.steps} steps", file=sys.stderr, flush=True)
-            row = run_cell(method, preset, seed, args, out, uri)
-            with jsonl.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            done[(method, seed)] = row
-
-    rows = [r for r in done.values() if r["seed"] in args.seeds]
+    run_grid([m for m in METHODS if m in args.methods], args.seeds, jsonl, lambda method, seed: run_cell(method, METHODS[method], seed, args, out, uri))
+    rows = [r for (m, seed), r in read_done(jsonl).items() if m in METHODS and seed in args.seeds]  # every finished method
     summary = summarise(rows)
     if any(not s for s in summary.values()):
-        print("not every method has finished cells yet: run the others to get the comparison", file=sys.stderr)
+        print("not every method has finished cells yet: run the others (--methods) to get the comparison", file=sys.stderr)
         return
-    (out / "summary.json").write_text(json.dumps({"command": " ".join([Path(sys.executable).name, *sys.argv]), "torch": torch.__version__, "summary": summary}, indent=2) + "\n")
+    write_summary(out, summary)
     base = summary[next(iter(METHODS))]
     print(f"\n{args.steps} G steps per run, seeds {args.seeds}, scored on '{args.eval_split}' with the FID Inception ({rows[0]['n_real']} real vs {rows[0]['n_fake']} synthetic)")
-    print("| method | " + " | ".join(KEYS) + " | train s |")
-    print("|---" * (len(KEYS) + 2) + "|")
-    for method, s in summary.items():
-        print(f"| {method} | " + " | ".join(f"{s[k]['mean']:.4g} +- {s[k]['std']:.2g}" for k in KEYS) + f" | {s['train_s']['mean']:.0f} |")
+    print("\n".join(table(summary)))
     for method, s in list(summary.items())[1:]:
         ratios = {k: s[k]["mean"] / base[k]["mean"] for k in KEYS if base[k]["mean"]}
         print(f"| ratio {method} / DCGAN (paper) | " + " | ".join(f"{ratios[k]:.3f}" if k in ratios else "-" for k in KEYS) + " | |")

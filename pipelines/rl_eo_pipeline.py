@@ -2,7 +2,8 @@
 register -> export.
 
 Stage 1 fine-tunes the similarity network on whole images (region mosaics), stage 2 on patches from stage 1's
-weights; the frozen stage-2 network then scores (real_i, fake_i) pairs for the reward of the GAN's discriminator.
+weights; the frozen stage-2 network then scores (real_i, fake_i) pairs for the reward of the GAN's discriminator,
+used as ``rl_eo_mode`` says: ``paper`` (as written, no gradient), ``weighted`` or ``soft-label`` (acting on D).
 The final SNN is registered in MLflow beside the generator. Compiles to IR YAML for Kubeflow (both SNN stages
 and the GAN request a GPU) and runs on a laptop with ``kfp.local``: ``histosynth pipeline run rl_eo``.
 """
@@ -31,6 +32,7 @@ def rl_eo_pipeline(
     overrides: list = [],  # noqa: B006 - KFP pipeline parameters need literal defaults
     snn_config_yaml: str = DEFAULT_SNN_CONFIG,
     snn_overrides: list = [],  # noqa: B006
+    rl_eo_mode: str = "paper",
     data_repo: str = "",
     data_rev: str = "",
     data_path: str = "data/splits",
@@ -62,7 +64,7 @@ def rl_eo_pipeline(
     stage2.set_display_name("MFT-SNN stage 2: patches")
     request_gpu(stage2)
 
-    train = train_gan(splits=data.outputs["splits"], config_yaml=config_yaml, overrides=overrides, tracking_uri=tracking_uri, snn=stage2.outputs["snn"])
+    train = train_gan(splits=data.outputs["splits"], config_yaml=config_yaml, overrides=overrides, tracking_uri=tracking_uri, snn=stage2.outputs["snn"], rl_eo_mode=rl_eo_mode)
     train.set_display_name("train RL-EO GAN")
     request_gpu(train)
 

@@ -1,6 +1,6 @@
 """The primary paper's Table 1 methods as presets of one harness (same trainer, data, tracking, evaluation).
 
-Every method is ``configs/<preset>-samples.yaml`` (embedded sample data, CPU-feasible) and
+Every method, the DDPM included (``method: ddpm``, trained by the same ``histosynth train``), is ``configs/<preset>-samples.yaml`` (embedded sample data, CPU-feasible) and
 ``configs/<preset>-paper.yaml`` (the paper's scale, for a GPU). They differ only in config: architecture
 switches (spectral norm, batch norm in D), the loss (``loss.name``, independent of the architecture), the
 optimizer and the RL-EO reward. The paper's FIDs (BACH 64x64) are kept for reference, not for comparison
@@ -13,13 +13,14 @@ from pathlib import Path
 
 from histosynth.errors import ConfigError
 
-# Table 1 name -> preset stem. DDPM (also in Table 1) is not a GAN and has no preset here.
+# Table 1 name -> preset stem.
 TABLE1: dict[str, str] = {
     "DCGAN": "dcgan-plain",
     "improved DCGAN": "improved-dcgan",
     "SN-GAN": "sngan",
     "WGAN-GP": "wgan-gp",
     "LSGAN": "lsgan",
+    "DDPM": "ddpm",
     "RL-EO": "rl-eo",
 }
 # Loss-zoo presets beyond Table 1 (DESIGN 1.3).

@@ -62,7 +62,8 @@ class OptimConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    grad_clip: float = 0.1  # max grad norm per network; 0 disables
+    grad_clip: float = 0.1  # per network: max grad norm (clip_mode=norm) or max |grad| element (value); 0 disables
+    clip_mode: str = "norm"  # norm (rescale the whole gradient) or value (clamp each element: the paper's "clip value")
     d_steps: int = 1  # D updates per G update
 
 
@@ -87,12 +88,26 @@ class TrainConfig:
 
 @dataclass
 class RLEOConfig:
-    """RL-EO (DESIGN 1.1): D minimises L_D - weight * mean(similarity(real_i, fake_i)) from a frozen MFT-SNN."""
+    """RL-EO: similarity(real_i, fake_i) from a frozen MFT-SNN in D's loss (how: histosynth.rl_eo)."""
 
     enabled: bool = False
+    mode: str = "paper"  # paper (L_D - w*mean(s), inert), weighted ((1 - w*s_i) * l_fake_i), soft-label (fake target w*s_i)
     snn: str = ""  # trained similarity network (`histosynth snn train`), loaded by histosynth.snn.load_similarity
     weight: float = 0.3  # reward weight w (paper: 0.3)
     half: bool = True  # run the SNN in half precision on CUDA (fp32 on CPU)
+
+
+@dataclass
+class DDPMConfig:
+    """Table 1's diffusion baseline (``method: ddpm``, histosynth.nets.ddpm): UNet size, noise schedule, DDIM steps."""
+
+    base_channels: int = 64  # UNet widths base * (1, 2, 4, 4, ..) per resolution
+    levels: int = 4  # resolutions (the image is halved levels - 1 times)
+    layers_per_block: int = 2
+    attention: bool = True  # self-attention at the two lowest resolutions and in the middle block
+    train_timesteps: int = 1000  # T of the forward process
+    beta_schedule: str = "linear"  # Ho et al.: linear 1e-4 .. 0.02
+    sample_steps: int = 50  # DDIM (eta = 0) steps for samples and evaluation
 
 
 @dataclass
@@ -113,6 +128,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     rl_eo: RLEOConfig = field(default_factory=RLEOConfig)
+    ddpm: DDPMConfig = field(default_factory=DDPMConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -239,8 +255,13 @@ def validate(cfg: Config) -> None:
     from histosynth.augment import parse_policy
 
     parse_policy(cfg.augment.policy)
-    if cfg.rl_eo.weight < 0:
-        raise ConfigError(f"rl_eo.weight={cfg.rl_eo.weight} must be >= 0", "the paper uses 0.3")
+    if cfg.optim.clip_mode not in ("norm", "value"):
+        raise ConfigError(f"optim.clip_mode={cfg.optim.clip_mode!r} is not a clipping mode", "use norm (max total grad norm) or value (max |grad| per element)")
+    from histosynth.rl_eo import check_mode
+
+    check_mode(cfg.rl_eo.mode, cfg.rl_eo.weight, cfg.loss.name)
+    if cfg.method == "ddpm" and cfg.rl_eo.enabled:
+        raise ConfigError("method=ddpm with rl_eo.enabled=true: the RL-EO reward shapes a GAN discriminator, and a DDPM has none", "use rl_eo.enabled=false, or a GAN preset such as configs/rl-eo-samples.yaml")
 
 
 def config_hash(cfg: Config) -> str:

@@ -133,6 +133,8 @@ def export_onnx(
         out_path = out_path / "model.onnx"
     generator, meta = load_generator(bundle_path, "cpu")
     spec, classes = dict(meta["spec"]), list(meta["classes"])
+    if spec.get("arch") == "ddpm":
+        raise ExportError(f"'{bundle_path}' is a DDPM: it is not exported to ONNX or served through Triton (a sample is {spec.get('sample_steps')} UNet passes, not one graph)", "score it with histosynth evaluate; export and serve a GAN generator")
     conditional = spec.get("num_classes", 0) > 0
     if conditional and len(classes) != spec["num_classes"]:
         raise ExportError(f"bundle '{bundle_path}' has num_classes={spec['num_classes']} but {len(classes)} class names", "re-save the bundle with one name per class")

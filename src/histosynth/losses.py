@@ -17,6 +17,11 @@ ganetic    L(1, p_real) + L(0, p_fake)                             L(1, p_fake)
 
 GANetic (Akhmedova & Körber): p = sigmoid(D(x)), L(y, p) = mean(p^3 + sqrt(|3.985 y / (p + eps)| + eps)).
 ``real_label`` < 1 is one-sided label smoothing; it applies to ``bce`` only (the others have no target).
+
+Each loss is defined per sample (``real_terms``, ``fake_terms``, ``g_terms``: logits (B,) -> (B,)) and the
+batch losses are their means, so a caller can weight D's fake terms per sample (RL-EO ``weighted``). Losses
+with a target for fakes (``bce``, ``lsgan``) also give ``fake_terms_to(logits, targets)``: the fake term
+against per-sample targets instead of 0 (RL-EO ``soft-label``).
 The gradient penalty (Gulrajani et al. 2017) is separate (:func:`gradient_penalty`) and added by the
 trainer whenever ``loss.gp_weight > 0``, whatever the loss.
 """
@@ -44,18 +49,32 @@ def register(name: str) -> Callable[[type[GANLoss]], type[GANLoss]]:
 
 
 class GANLoss:
-    """Base class: subclasses define ``d_real``, ``d_fake`` and ``g``; all take logits (B,) -> scalar."""
+    """Base class: subclasses define the per-sample terms ``real_terms``, ``fake_terms`` and ``g_terms``
+    (logits (B,) -> (B,), fp32); ``d_real``, ``d_fake`` and ``g`` are their batch means."""
 
     name = "base"
 
-    def d_real(self, logits: torch.Tensor) -> torch.Tensor:
+    def real_terms(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def fake_terms(self, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_terms(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fake_terms_to(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """D's fake term per sample against ``targets`` (B,) in [0, 1] instead of the fake target 0."""
+        raise ConfigError(f"loss.name={self.name} has no target for fakes, so it cannot take soft labels", "use loss.name=bce or lsgan, or rl_eo.mode=weighted")
+
+    def d_real(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.real_terms(logits).mean()
 
     def d_fake(self, logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.fake_terms(logits).mean()
 
     def g(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.g_terms(fake_logits).mean()
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return self.d_real(real_logits) + self.d_fake(fake_logits)
@@ -77,57 +96,62 @@ class BCELoss(GANLoss):
             raise ConfigError(f"loss.real_label={real_label} must be in (0, 1]", "use 0.9 for one-sided smoothing or 1.0 for none")
         self.real_label = float(real_label)
 
-    def d_real(self, logits):
+    def real_terms(self, logits):
         logits = logits.float()
-        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, self.real_label))
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, self.real_label), reduction="none")
 
-    def d_fake(self, logits):
-        logits = logits.float()
-        return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+    def fake_terms(self, logits):
+        return self.fake_terms_to(logits, torch.zeros_like(logits, dtype=torch.float32))
 
-    def g(self, fake_logits):
-        # -mean(log sigmoid(l)) == softplus(-l): stable for large negative logits
-        return F.softplus(-fake_logits.float()).mean()
+    def fake_terms_to(self, logits, targets):
+        return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+
+    def g_terms(self, fake_logits):
+        # -log sigmoid(l) == softplus(-l): stable for large negative logits
+        return F.softplus(-fake_logits.float())
 
 
 @register("hinge")
 class HingeLoss(GANLoss):
-    def d_real(self, logits):
-        return F.relu(1.0 - logits.float()).mean()
+    def real_terms(self, logits):
+        return F.relu(1.0 - logits.float())
 
-    def d_fake(self, logits):
-        return F.relu(1.0 + logits.float()).mean()
+    def fake_terms(self, logits):
+        return F.relu(1.0 + logits.float())
 
-    def g(self, fake_logits):
-        return -fake_logits.float().mean()
+    def g_terms(self, fake_logits):
+        return -fake_logits.float()
 
 
 @register("lsgan")
 class LSGANLoss(GANLoss):
     """Least squares GAN (Mao et al. 2017) with targets a=0 (fake), b=1 (real), c=1 (G)."""
 
-    def d_real(self, logits):
-        return 0.5 * (logits.float() - 1.0).pow(2).mean()
+    def real_terms(self, logits):
+        return 0.5 * (logits.float() - 1.0).pow(2)
 
-    def d_fake(self, logits):
-        return 0.5 * logits.float().pow(2).mean()
+    def fake_terms(self, logits):
+        return 0.5 * logits.float().pow(2)
 
-    def g(self, fake_logits):
-        return 0.5 * (fake_logits.float() - 1.0).pow(2).mean()
+    def fake_terms_to(self, logits, targets):
+        return 0.5 * (logits.float() - targets.float()).pow(2)
+
+    def g_terms(self, fake_logits):
+        return 0.5 * (fake_logits.float() - 1.0).pow(2)
 
 
 @register("wgan")
 class WGANLoss(GANLoss):
     """Wasserstein critic loss; pair it with ``loss.gp_weight=10`` and ``model.d_batchnorm=false`` (WGAN-GP)."""
 
-    def d_real(self, logits):
-        return -logits.float().mean()
+    def real_terms(self, logits):
+        return -logits.float()
 
-    def d_fake(self, logits):
-        return logits.float().mean()
+    def fake_terms(self, logits):
+        return logits.float()
 
-    def g(self, fake_logits):
-        return -fake_logits.float().mean()
+    def g_terms(self, fake_logits):
+        return -fake_logits.float()
 
 
 @register("ganetic")
@@ -140,16 +164,17 @@ class GANeticLoss(GANLoss):
         self.eps = float(eps)
 
     def value(self, logits: torch.Tensor, y: float) -> torch.Tensor:
+        """Per sample."""
         p = torch.sigmoid(logits.float())
-        return (p.pow(3) + torch.sqrt(torch.abs(self.COEF * y / (p + self.eps)) + self.eps)).mean()
+        return p.pow(3) + torch.sqrt(torch.abs(self.COEF * y / (p + self.eps)) + self.eps)
 
-    def d_real(self, logits):
+    def real_terms(self, logits):
         return self.value(logits, 1.0)
 
-    def d_fake(self, logits):
+    def fake_terms(self, logits):
         return self.value(logits, 0.0)
 
-    def g(self, fake_logits):
+    def g_terms(self, fake_logits):
         return self.value(fake_logits, 1.0)
 
 

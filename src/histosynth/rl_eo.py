@@ -1,23 +1,32 @@
-"""RL-EO: the reward from a frozen similarity network (MFT-SNN) added to the discriminator's objective.
+"""RL-EO: the reward from a frozen similarity network (MFT-SNN) in the discriminator's objective.
 
-What the paper specifies (DESIGN 1.1): at every discriminator step, pair each real patch with a fake one,
-score ``sim_i = S(real_i, fake_i)`` in [0, 1] with the frozen MFT-SNN, and let D minimise
+At every discriminator step each real patch is paired with a fake one and scored ``s_i = S(real_i, fake_i)``
+in [0, 1] by the frozen MFT-SNN; ``w`` is ``rl_eo.weight`` (0.3 in the paper). The generator's loss never
+contains the reward, in any mode. ``rl_eo.mode`` says how the scores enter D's loss
+(``l_real_i``, ``l_fake_i``: the loss's per-sample terms, :mod:`histosynth.losses`):
 
-    L_D - reward,      reward = w * mean_i(sim_i)      (w = ``rl_eo.weight``, 0.3 in the paper)
+``paper`` -- the paper as written::
 
-while the generator never sees the reward. That is what :class:`RLEOReward` computes and what
-:class:`histosynth.train.step.GANStep` subtracts from D's loss before its backward pass.
+    L_D - w * mean_i(s_i)
 
-**Which gradient the reward carries: none.** The reward is a function of the real batch, of the fakes and
-of the SNN's weights only. The fakes are detached for D's step (else D's loss would train G), the SNN is
-frozen, and D's parameters take no part in ``S(real, fake)``. So ``d reward / d theta_D = 0`` and
-``d reward / d theta_G = 0`` (through D's loss): subtracting it shifts the *value* of D's loss by a constant
-and leaves every gradient, clipping decision and optimizer update exactly as in the plain GAN. On CPU with
-deterministic kernels an RL-EO run and the same-seed run without it produce bit-identical weights (the tests
-check this; ``benchmarks/rl_eo_vs_dcgan.py`` reports it). The paper's description gives the reward no path
-into any parameter; we implement that description as written instead of inventing one, so RL-EO here is a
-monitor of how similar the SNN finds fakes and reals (the reward curve), not an optimisation signal. Each run
-records this as the tag ``rl_eo.reward_gradient``; the step checks that the reward has no autograd graph.
+  **Inert: it carries no gradient.** The reward depends only on the real batch, the detached fakes and the
+  frozen SNN's weights, so ``d reward / d theta_D = d reward / d theta_G = 0``: it shifts the *value* of D's
+  loss and leaves every gradient, clipping decision and update as in the plain GAN (on CPU with deterministic
+  kernels the weights are bit-identical to the same-seed run without it). A monitor of how similar the SNN
+  finds fakes and reals (the reward curve), not an optimisation signal.
+
+``weighted`` -- the score scales each fake's term, so D pushes less on fakes the SNN already finds realistic::
+
+    mean_i(l_real_i) + mean_i((1 - w * s_i) * l_fake_i)
+
+``soft-label`` -- the score becomes D's target for the fake (``bce`` and ``lsgan``, the losses with a target)::
+
+    mean_i(l_real_i) + mean_i(l_fake(D(fake_i), target = w * s_i))      (instead of target 0)
+
+In both acting modes ``s_i`` is a constant (no graph) multiplying or targeting a term that depends on D's
+parameters, so the reward reaches ``theta_D`` and only ``theta_D``; they need ``w <= 1`` (a weight or target
+in [0, 1]). Every run is tagged ``rl_eo.mode`` and ``rl_eo.reward_gradient``; the logged ``loss_d`` is the
+loss D minimised and ``loss_d_gan`` the plain ``L_D``.
 
 Cost: the SNN runs under ``torch.no_grad`` on the training device, in half precision on CUDA when
 ``rl_eo.half`` (fp16 autocast, which keeps reductions such as norms in fp32; after a non-finite score the run
@@ -49,7 +58,12 @@ Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``similarity(a, b) -> (N,)`` in [0, 1] for two NCHW image batches in [-1, 1] of the same shape."""
 
 SNN_FIX = "train one with `histosynth snn train` and set rl_eo.snn=PATH to its output"
-REWARD_GRADIENT = "none: constant wrt D and G parameters (frozen SNN, detached fakes); D's updates equal the plain GAN's"
+MODES = ("paper", "weighted", "soft-label")
+REWARD_GRADIENT = {
+    "paper": "none: constant wrt D and G parameters (frozen SNN, detached fakes); D's updates equal the plain GAN's",
+    "weighted": "D only: (1 - w*s_i) scales D's fake-loss term per pair; G's loss has no reward",
+    "soft-label": "D only: D's target for fake i is w*s_i instead of 0; G's loss has no reward",
+}
 RANGE_TOL = 1e-3  # similarity scores this far outside [0, 1] are accepted (rounding) and clamped
 
 
@@ -82,6 +96,7 @@ def safe_name(name: str) -> str:
 class RewardOut:
     reward: torch.Tensor  # scalar, no grad: w * mean(sim)
     similarity: torch.Tensor  # scalar: mean(sim)
+    scores: torch.Tensor  # (N,), no grad: s_i clamped to [0, 1]; 0 where the score was not finite
 
 
 class PendingReward:
@@ -98,7 +113,8 @@ class PendingReward:
 
 
 class RLEOReward:
-    """Computes ``w * mean(S(real_i, fake_i))`` per D step and accumulates the similarity per (real) class.
+    """Computes ``w * mean(S(real_i, fake_i))`` and the scores ``s_i`` per D step (``mode`` says how the step uses
+    them) and accumulates the similarity per (real) class.
 
     Per-class sums live on the device (no host sync per step) in two accumulators: the metric-logging window
     and the epoch; :meth:`window_rewards` / :meth:`epoch_rewards` read and reset them. With an unconditional
@@ -118,14 +134,15 @@ class RLEOReward:
         similarity: Similarity,
         weight: float = 0.3,
         *,
+        mode: str = "paper",
         classes: list[str] | None = None,
         device: torch.device | str = "cpu",
         half: bool = True,
         overlap: bool = True,
         graph: bool = True,
     ):
-        if not weight >= 0:
-            raise ConfigError(f"rl_eo.weight={weight} must be >= 0", "the paper uses 0.3")
+        check_mode(mode, weight)
+        self.mode = mode
         self.similarity = similarity
         self.weight = float(weight)
         self.classes = list(classes or ["all"])
@@ -182,13 +199,13 @@ class RLEOReward:
                 self._graph_failed = True
                 log.warning("the similarity network cannot be captured as a CUDA graph (%s: %s): running it eagerly", e.__class__.__name__, str(e).splitlines()[0] if str(e) else "")
                 return self._eager(real, fake, labels)
-        graph, (a, b, lab), (reward, mean) = entry
+        graph, (a, b, lab), (reward, mean, scores) = entry
         a.copy_(real)
         b.copy_(fake)
         if lab is not None:
             lab.copy_(labels)
         graph.replay()
-        return RewardOut(reward=reward.clone(), similarity=mean.clone())
+        return RewardOut(reward=reward.clone(), similarity=mean.clone(), scores=scores.clone())
 
     def _capture(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> tuple:
         """Record :meth:`_eager` on static input buffers (the eager calls before were the warm-up)."""
@@ -197,7 +214,7 @@ class RLEOReward:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self.stream):
             out = self._eager(a, b, lab)
-        return graph, (a, b, lab), (out.reward, out.similarity)
+        return graph, (a, b, lab), (out.reward, out.similarity, out.scores)
 
     def _eager(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> RewardOut:
         sim = self._score(real, fake)
@@ -215,7 +232,7 @@ class RLEOReward:
         self.window += add
         self.epoch += add
         mean = sim.sum() / finite.sum().clamp(min=1)
-        return RewardOut(reward=self.weight * mean, similarity=mean)
+        return RewardOut(reward=self.weight * mean, similarity=mean, scores=sim)
 
     def start(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None = None) -> PendingReward:
         """Queue the reward for (real_i, fake_i); ``fake`` is detached whatever the caller passes (G never sees it)."""
@@ -273,6 +290,18 @@ class RLEOReward:
         self.half = self.half and bool(state.get("half", True))
 
 
+def check_mode(mode: str, weight: float, loss: str | None = None) -> None:
+    """Refuse a mode, weight (and loss, when given) that do not go together."""
+    if mode not in MODES:
+        raise ConfigError(f"rl_eo.mode={mode!r} is not an RL-EO mode", f"use one of: {', '.join(MODES)}")
+    if not weight >= 0:
+        raise ConfigError(f"rl_eo.weight={weight} must be >= 0", "the paper uses 0.3")
+    if mode != "paper" and weight > 1:
+        raise ConfigError(f"rl_eo.weight={weight} > 1 with rl_eo.mode={mode}: the fake term's weight or target would leave [0, 1]", "use a weight in [0, 1] (the paper's is 0.3)")
+    if mode == "soft-label" and loss is not None and loss not in ("bce", "lsgan"):
+        raise ConfigError(f"rl_eo.mode=soft-label needs a loss with a target for fakes, and loss.name={loss} has none", "use loss.name=bce or lsgan, or rl_eo.mode=weighted")
+
+
 def freeze(similarity: Similarity) -> None:
     """Eval mode and no parameter gradients for whatever module backs ``similarity`` (a module or its bound method)."""
     owner = similarity if isinstance(similarity, torch.nn.Module) else getattr(similarity, "__self__", None)
@@ -289,7 +318,7 @@ def reward_from_config(cfg: Any, classes: list[str], device: torch.device, simil
     if not rl.enabled:
         return None
     sim = similarity if similarity is not None else load_similarity(rl.snn, device)
-    return RLEOReward(sim, rl.weight, classes=classes, device=device, half=rl.half)
+    return RLEOReward(sim, rl.weight, mode=rl.mode, classes=classes, device=device, half=rl.half)
 
 
 class CosineSimilarity(torch.nn.Module):

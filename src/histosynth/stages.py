@@ -68,11 +68,12 @@ def prepare_splits(
 
 
 def train_stage(
-    splits_dir: str | Path, config_yaml: str, overrides: list[str], tracking_uri: str, bundle_out: str | Path, snn: str | Path = ""
+    splits_dir: str | Path, config_yaml: str, overrides: list[str], tracking_uri: str, bundle_out: str | Path, snn: str | Path = "", rl_eo_mode: str = ""
 ) -> dict[str, Any]:
     """Train from a preset given as YAML text (pipelines carry it as a parameter) on ``splits_dir``.
 
-    ``snn``: a trained MFT-SNN (snn.pt or its folder) for RL-EO; it switches the reward on (``rl_eo.enabled``)."""
+    ``snn``: a trained MFT-SNN (snn.pt or its folder) for RL-EO; it switches the reward on (``rl_eo.enabled``).
+    ``rl_eo_mode``: how the reward enters D's loss (``rl_eo.mode``; empty: the preset's)."""
     from histosynth.config import load_config
     from histosynth.snn.mft_snn import FILENAME as SNN_FILENAME
     from histosynth.train.trainer import train
@@ -81,6 +82,8 @@ def train_stage(
     if snn:
         path = Path(snn) / SNN_FILENAME if Path(snn).is_dir() else Path(snn)
         extra += ["rl_eo.enabled=true", f"rl_eo.snn={path.absolute()}"]
+    if rl_eo_mode:
+        extra.append(f"rl_eo.mode={rl_eo_mode}")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(config_yaml)
     try:

@@ -49,6 +49,24 @@ def test_stages_run_in_the_paper_order(compiled):
 
 
 @pytest.mark.unit
+def test_rl_eo_mode_is_a_pipeline_parameter_that_reaches_the_gan(compiled):
+    params = compiled["root"]["inputDefinitions"]["parameters"]
+    assert params["rl_eo_mode"]["defaultValue"] == "paper"  # the paper as written unless asked otherwise
+    gan_inputs = compiled["root"]["dag"]["tasks"]["train-gan"]["inputs"]["parameters"]
+    assert gan_inputs["rl_eo_mode"] == {"componentInputParameter": "rl_eo_mode"}
+
+
+@pytest.mark.unit
+def test_a_bad_rl_eo_mode_fails_before_any_step_runs():
+    proc = histosynth("pipeline", "run", "rl_eo", "--rl-eo-mode", "reinforce", "--dry-run")
+    assert proc.returncode == 2 and "rl_eo.mode='reinforce' is not an RL-EO mode" in proc.stderr
+    proc = histosynth("pipeline", "run", "rl_eo", "--rl-eo-mode", "soft-label", "--dry-run")
+    assert proc.returncode == 0 and '"rl_eo_mode": "soft-label"' in proc.stdout
+    proc = histosynth("pipeline", "run", "train", "--rl-eo-mode", "weighted", "--dry-run")
+    assert proc.returncode == 2 and "trains no MFT-SNN" in proc.stderr
+
+
+@pytest.mark.unit
 def test_snn_stages_and_gan_request_gpus(compiled):
     executors = compiled["deploymentSpec"]["executors"]
     k8s = compiled["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -67,13 +85,14 @@ def test_snn_options_are_refused_for_the_plain_pipeline():
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # a whole KFP local run; its subprocess has 1500 s
-def test_local_run_trains_snn_then_rl_eo_gan(tmp_path):
+def test_local_run_trains_snn_then_acting_rl_eo_gan(tmp_path):
     home = Path(os.environ["HISTOSYNTH_HOME"])
     snn_args = [a for s in SNN_TINY for a in ("--snn-set", s)]
     proc = histosynth(
         "pipeline", "run", "rl_eo",
         "--config", "configs/dcgan-quick.yaml",
         *snn_args,
+        "--rl-eo-mode", "weighted",
         "--data-repo", "",
         "--model-name", "tiny-rl-eo",
         "--eval-n-fake", "64",
@@ -94,7 +113,8 @@ def test_local_run_trains_snn_then_rl_eo_gan(tmp_path):
     run = client.get_run(mv.run_id)
     assert run.data.params["rl_eo.enabled"] == "True" and run.data.params["rl_eo.weight"] == "0.3"
     assert 0.0 <= run.data.metrics["rl_eo/reward"] <= 0.3  # w * mean similarity in [0, 1]
-    assert run.data.tags["rl_eo.reward_gradient"].startswith("none")
+    assert run.data.params["rl_eo.mode"] == "weighted" and run.data.tags["rl_eo.mode"] == "weighted"
+    assert run.data.tags["rl_eo.reward_gradient"].startswith("D only")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "plots/reward_curve.png" in artifacts
     # the similarity network the reward came from is registered too, with the init it was trained from

@@ -32,6 +32,10 @@ EXPECTED = {
 }
 
 
+# the paper's "clip value 0.1": clipping by value in every paper-scale preset that clips, and in the samples
+# presets of the paper's own method and its base (the other samples presets keep clipping by norm)
+CLIP_BY_VALUE = {"dcgan-paper.yaml", "ganetic-paper.yaml", "improved-dcgan-paper.yaml", "rl-eo-paper.yaml", "improved-dcgan-samples.yaml", "rl-eo-samples.yaml"}
+
 SAMPLES = [f"{stem}-samples.yaml" for stem in EXPECTED]
 PAPER = [f"{stem}-paper.yaml" for stem in EXPECTED]
 
@@ -49,7 +53,8 @@ def test_preset_loads_with_its_method_settings(preset):
     if real_label is not None:
         assert cfg.loss.real_label == real_label
     assert (cfg.optim.lr_g, cfg.optim.lr_d, (cfg.optim.beta1, cfg.optim.beta2), cfg.optim.grad_clip) == (lr, lr, betas, clip)
-    assert cfg.rl_eo.enabled is rl and (not rl or cfg.rl_eo.weight == 0.3)
+    assert cfg.optim.clip_mode == ("value" if preset in CLIP_BY_VALUE else "norm")
+    assert cfg.rl_eo.enabled is rl and (not rl or (cfg.rl_eo.weight == 0.3 and cfg.rl_eo.mode == "paper"))
     assert cfg.data.image_size == 64 and cfg.model.arch == "dcgan"
     if preset.endswith("-paper.yaml"):  # the paper's scale (DESIGN 1.1)
         assert (cfg.model.latent_dim, cfg.model.g_features, cfg.model.d_features, cfg.train.batch_size, cfg.train.epochs) == (100, 64, 64, 128, 200)
@@ -65,7 +70,7 @@ def test_every_gan_preset_is_covered_here():
             load_config(path)
         except ConfigError:
             continue  # another command's preset (e.g. the MFT-SNN's)
-        assert path.name == "dcgan-quick.yaml" or _stem(path.name) in EXPECTED, path.name
+        assert path.name == "dcgan-quick.yaml" or _stem(path.name) in EXPECTED or _stem(path.name) == "ddpm", path.name
 
 
 @pytest.mark.unit
@@ -74,8 +79,20 @@ def test_every_table1_method_has_both_presets():
         for scale in ("samples", "paper"):
             assert preset_path(name, scale).is_file()
     assert preset_path("sngan") == CONFIGS / "sngan-samples.yaml"
-    with pytest.raises(ConfigError, match="no preset for method 'DDPM'"):
-        preset_path("DDPM")
+    assert preset_path("DDPM", "paper") == CONFIGS / "ddpm-paper.yaml"
+    with pytest.raises(ConfigError, match="no preset for method 'StyleGAN'"):
+        preset_path("StyleGAN")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("scale", ["samples", "paper"])
+def test_ddpm_presets_are_the_ho_et_al_recipe(scale):
+    cfg = load_config(preset_path("DDPM", scale))
+    assert cfg.method == "ddpm" and cfg.data.image_size == 64 and not cfg.rl_eo.enabled
+    assert (cfg.ddpm.train_timesteps, cfg.ddpm.beta_schedule, cfg.ddpm.sample_steps) == (1000, "linear", 50)
+    assert (cfg.optim.lr_g, cfg.optim.grad_clip, cfg.optim.clip_mode) == (2e-4, 1.0, "norm")
+    if scale == "paper":
+        assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.ema_decay, cfg.ddpm.base_channels) == (128, 200, 0.9999, 128)
 
 
 def _d_loss(cfg, G, D, real, z) -> float:

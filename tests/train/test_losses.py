@@ -142,3 +142,29 @@ def test_gradient_penalty_exact_for_linear_critic():
     gp.backward()  # it trains through the penalty: d/dw of (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||
     assert torch.allclose(d.w.grad, 2 * 4 * w / 5, atol=1e-5)
     assert gradient_penalty(_Linear(w / 5), real, fake).item() == pytest.approx(0.0, abs=1e-10)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name,kwargs,d_real,d_fake,g", EXPECTED, ids=[f"{e[0]}-{i}" for i, e in enumerate(EXPECTED)])
+def test_per_sample_terms_average_to_the_batch_losses(name, kwargs, d_real, d_fake, g):
+    """RL-EO's weighted mode scales the per-sample fake terms: their mean must be the loss every run uses."""
+    loss = get_loss(name, **kwargs)
+    real, fake = torch.tensor(REAL), torch.tensor(FAKE)
+    for terms, value in ((loss.real_terms(real), d_real), (loss.fake_terms(fake), d_fake), (loss.g_terms(fake), g)):
+        assert terms.shape == (2,)
+        assert terms.mean().item() == pytest.approx(value, rel=1e-6, abs=1e-7)
+    assert loss.d_fake(fake).item() == pytest.approx(d_fake, rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.unit
+def test_soft_fake_targets_for_the_losses_that_have_targets():
+    """``fake_terms_to``: BCE(l, t) = softplus(l) - t*l and 0.5 (l - t)^2; target 0 is the usual fake term."""
+    fake, t = torch.tensor(FAKE), torch.tensor([0.25, 0.1])
+    bce = get_loss("bce", real_label=0.9)
+    assert bce.fake_terms_to(fake, t).tolist() == pytest.approx([softplus(l) - tt * l for l, tt in zip(FAKE, t.tolist())], rel=1e-6)
+    assert torch.equal(bce.fake_terms_to(fake, torch.zeros(2)), bce.fake_terms(fake))
+    assert get_loss("lsgan").fake_terms_to(fake, t).tolist() == pytest.approx([0.5 * (l - tt) ** 2 for l, tt in zip(FAKE, t.tolist())], rel=1e-6)
+    for name in ("hinge", "wgan", "ganetic"):
+        with pytest.raises(ConfigError, match=f"loss.name={name} has no target for fakes") as e:
+            get_loss(name).fake_terms_to(fake, t)
+        assert "rl_eo.mode=weighted" in e.value.hint

@@ -94,6 +94,7 @@ def run(
     set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="Override a training value: section.key=value."),
     snn_config: Optional[Path] = typer.Option(None, "--snn-config", help="rl_eo: MFT-SNN preset (default configs/mft-snn-samples.yaml)."),
     snn_set: Optional[list[str]] = typer.Option(None, "--snn-set", help="rl_eo: override an MFT-SNN value: section.key=value."),
+    rl_eo_mode: Optional[str] = typer.Option(None, "--rl-eo-mode", help="rl_eo: how the reward enters D's loss: paper (as written, no gradient), weighted, soft-label."),
     data_repo: str = typer.Option(".", help="DVC repo with the versioned splits ('' builds the sample data inside the run)."),
     data_rev: str = typer.Option("", help="Git revision of the data (default: the working tree / HEAD)."),
     model_name: Optional[str] = typer.Option(None, help="Registered model name in MLflow (default: the pipeline's, e.g. histosynth-dcgan)."),
@@ -121,14 +122,16 @@ def run(
     config = config or presets.get("config_yaml")
     if config is None:
         raise HistosynthError(f"pipeline '{name}' has no default preset", "pass --config configs/<preset>.yaml")
-    load_config(config, set_ or [])  # fail fast on a bad preset/override, before any step runs
+    load_config(config, [*(set_ or []), *([f"rl_eo.mode={rl_eo_mode}"] if rl_eo_mode else [])])  # fail fast on a bad preset/override, before any step runs
     arguments = {"config_yaml": Path(config).read_text(), "overrides": list(set_ or [])}
     if "snn_config_yaml" in accepted:
         snn_config = snn_config or presets["snn_config_yaml"]
         load_snn_config(snn_config, snn_set or [])
         arguments.update(snn_config_yaml=Path(snn_config).read_text(), snn_overrides=list(snn_set or []))
-    elif snn_config or snn_set:
-        raise HistosynthError(f"pipeline '{name}' trains no MFT-SNN: --snn-config/--snn-set do not apply", "use them with `histosynth pipeline run rl_eo`")
+        if rl_eo_mode:
+            arguments["rl_eo_mode"] = rl_eo_mode
+    elif snn_config or snn_set or rl_eo_mode:
+        raise HistosynthError(f"pipeline '{name}' trains no MFT-SNN: --snn-config/--snn-set/--rl-eo-mode do not apply", "use them with `histosynth pipeline run rl_eo`")
     if data_repo and data_repo != "." and not data_repo.startswith(("http://", "https://", "git@", "ssh://")):
         data_repo = str(Path(data_repo).absolute())
     elif data_repo == ".":

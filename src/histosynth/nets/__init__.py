@@ -6,8 +6,13 @@ __all__ = ["DCGANDiscriminator", "DCGANGenerator", "init_dcgan_weights", "build_
 
 
 def build_generator(spec: dict):
-    """``spec``: {arch, image_size, latent_dim, g_features, channels, num_classes, upsample}."""
+    """``spec``: {arch, image_size, latent_dim, g_features, channels, num_classes, upsample}; arch ``ddpm``: see
+    :func:`histosynth.nets.ddpm.build_ddpm`."""
     arch = spec.get("arch", "dcgan")
+    if arch == "ddpm":
+        from histosynth.nets.ddpm import build_ddpm  # diffusers is imported only for a DDPM
+
+        return build_ddpm(spec)
     if arch == "dcgan":
         return DCGANGenerator(
             image_size=spec["image_size"],

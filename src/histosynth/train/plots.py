@@ -9,6 +9,23 @@ from typing import Any
 import torch
 
 
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return path
+
+
 @torch.no_grad()
 def sample_grid(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None, path: str | Path, amp=None) -> Path:
     """Generate from fixed ``z`` (and class ids ``y``) in eval mode and save a grid (one row per 8 images).
@@ -35,11 +52,7 @@ def sample_grid(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | N
 
 def loss_curve(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Plot loss_d / loss_g (left axis) and d_real / d_fake (right) against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
@@ -59,20 +72,14 @@ def loss_curve(history: list[dict[str, Any]], path: str | Path, title: str = "")
     ax2.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def reward_curve(history: list[dict[str, Any]], classes: list[str], path: str | Path, title: str = "") -> Path:
     """RL-EO reward against the step: the overall ``rl_eo/reward`` and one line per (real) class."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     from histosynth.rl_eo import safe_name
+
+    plt = _pyplot()
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +96,20 @@ def reward_curve(history: list[dict[str, Any]], classes: list[str], path: str | 
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def noise_loss_curve(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """DDPM: the noise-prediction MSE against the step (log scale: it falls by orders of magnitude)."""
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    ax.semilogy([h["step"] for h in history], [h["loss"] for h in history], "-", label="||eps - eps_theta||^2")
+    ax.set_xlabel("step")
+    ax.set_ylabel("noise MSE")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)

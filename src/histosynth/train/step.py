@@ -1,10 +1,11 @@
 """One GAN update: ``d_steps`` discriminator updates (separate real and fake mini-batches) then one
-generator update, with AMP, loss scaling, gradient clipping by norm, an optional gradient penalty and
-DiffAugment (:mod:`histosynth.augment`) on every image D sees: real and fake in D's update, fake in G's.
+generator update, with AMP, loss scaling, gradient clipping (by norm or by value), an optional gradient
+penalty and DiffAugment (:mod:`histosynth.augment`) on every image D sees: real and fake in D's update, fake
+in G's.
 
 The loop is architecture-independent: any (G, D) pair with ``G(z[, y])`` and ``D(x[, y]) -> logits (B,)``.
-With an RL-EO ``reward`` (:mod:`histosynth.rl_eo`) D minimises ``L_D - reward``; the logged ``loss_d`` is that
-difference and ``loss_d_gan`` is ``L_D`` alone.
+With an RL-EO ``reward`` (:mod:`histosynth.rl_eo`) D's loss takes the similarity scores as its ``mode``
+says; the logged ``loss_d`` is the loss D minimised and ``loss_d_gan`` is the plain ``L_D``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,21 @@ from torch import nn
 
 from histosynth.device import Amp
 from histosynth.losses import GANLoss, gradient_penalty
-from histosynth.rl_eo import RLEOReward
+from histosynth.rl_eo import RewardOut, RLEOReward
 
 
-def clip_and_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """Total L2 grad norm (before clipping); clips to ``max_norm`` when it is > 0."""
+def clip_and_norm(params: list[nn.Parameter], limit: float, mode: str = "norm") -> torch.Tensor:
+    """Total L2 grad norm (before clipping). When ``limit`` > 0, ``norm`` rescales the gradient to a total norm
+    of at most ``limit``; ``value`` clamps every element to [-limit, limit] (which also changes its direction)."""
     grads = [p for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    return nn.utils.clip_grad_norm_(grads, max_norm if max_norm > 0 else math.inf)
+    if mode == "value":
+        total = nn.utils.clip_grad_norm_(grads, math.inf)
+        if limit > 0:
+            nn.utils.clip_grad_value_(grads, limit)
+        return total
+    return nn.utils.clip_grad_norm_(grads, limit if limit > 0 else math.inf)
 
 
 class GANStep:
@@ -48,6 +55,7 @@ class GANStep:
         conditional: bool = False,
         amp: Amp,
         grad_clip: float = 0.0,
+        clip_mode: str = "norm",
         gp_weight: float = 0.0,
         scaler_g: torch.amp.GradScaler | None = None,
         scaler_d: torch.amp.GradScaler | None = None,
@@ -61,6 +69,7 @@ class GANStep:
         self.conditional = bool(conditional)
         self.amp = amp
         self.grad_clip = float(grad_clip)
+        self.clip_mode = clip_mode
         self.gp_weight = float(gp_weight)
         self.reward = reward
         self.augment = augment if augment else (lambda x: x)
@@ -74,6 +83,13 @@ class GANStep:
 
     def _g(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.G(z, y) if self.conditional else self.G(z)
+
+    def _acting_fake_term(self, r: RewardOut, fake_logits: torch.Tensor) -> torch.Tensor:
+        """D's fake term with the scores in it (``weighted`` / ``soft-label``; equations: :mod:`histosynth.rl_eo`)."""
+        w, s = self.reward.weight, r.scores
+        if self.reward.mode == "weighted":
+            return ((1.0 - w * s) * self.loss.fake_terms(fake_logits)).mean()
+        return self.loss.fake_terms_to(fake_logits, w * s).mean()
 
     def __call__(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
         m: dict[str, torch.Tensor] = {}
@@ -90,22 +106,26 @@ class GANStep:
                 fake_logits = self._d(self.augment(fake.detach()), y)
             loss_real = self.loss.d_real(real_logits)
             loss_fake = self.loss.d_fake(fake_logits)
-            loss_d = loss_real + loss_fake
+            r = pending.result() if pending is not None and self.reward.mode != "paper" else None
+            loss_d = loss_real + (self._acting_fake_term(r, fake_logits) if r is not None else loss_fake)
+            loss_d_gan = loss_real + loss_fake
             if self.gp_weight > 0:
                 gp = gradient_penalty(self.D, x, fake, y)
                 loss_d = loss_d + self.gp_weight * gp
+                loss_d_gan = loss_d_gan + self.gp_weight * gp
                 m["gp"] = gp.detach()
             if pending is not None:
                 r = pending.result()
-                assert not r.reward.requires_grad, "the RL-EO reward must carry no graph (frozen SNN, detached fakes)"
-                m["loss_d_gan"] = loss_d.detach()
+                assert not (r.reward.requires_grad or r.scores.requires_grad), "the RL-EO reward must carry no graph (frozen SNN, detached fakes)"
+                m["loss_d_gan"] = loss_d_gan.detach()
                 m["rl_eo/reward"] = r.reward
                 m["rl_eo/similarity"] = r.similarity
-                loss_d = loss_d - r.reward  # DESIGN 1.1: D minimises L_D - reward
+                if self.reward.mode == "paper":
+                    loss_d = loss_d - r.reward  # the paper: D minimises L_D - reward (no gradient: see rl_eo)
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler_d.scale(loss_d).backward()
             self.scaler_d.unscale_(self.opt_d)
-            m["grad_norm_d"] = clip_and_norm(self.d_params, self.grad_clip).detach()
+            m["grad_norm_d"] = clip_and_norm(self.d_params, self.grad_clip, self.clip_mode).detach()
             self.scaler_d.step(self.opt_d)
             self.scaler_d.update()
             m["loss_d"] = loss_d.detach()
@@ -127,7 +147,7 @@ class GANStep:
             for p in self.d_params:
                 p.requires_grad_(True)
         self.scaler_g.unscale_(self.opt_g)
-        m["grad_norm_g"] = clip_and_norm(self.g_params, self.grad_clip).detach()
+        m["grad_norm_g"] = clip_and_norm(self.g_params, self.grad_clip, self.clip_mode).detach()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         m["loss_g"] = loss_g.detach()

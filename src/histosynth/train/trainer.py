@@ -158,7 +158,7 @@ def config_from_checkpoint(path: str | Path, overrides: list[str] | None = None)
 
 
 def train(cfg: Config, resume: str | Path | None = None, *, progress: bool | None = None, similarity: Similarity | None = None) -> TrainResult:
-    """Train a GAN as configured; with ``resume`` continue exactly from a checkpoint (new MLflow run, tagged
+    """Train a GAN (or, with ``method: ddpm``, the DDPM baseline: :mod:`histosynth.train.ddpm`) as configured; with ``resume`` continue exactly from a checkpoint (new MLflow run, tagged
     with the run it continues). ``progress``: show a progress bar (None: only on a terminal).
     ``similarity``: the RL-EO similarity network to use instead of loading ``rl_eo.snn`` (tests, benchmarks).
 
@@ -168,6 +168,12 @@ def train(cfg: Config, resume: str | Path | None = None, *, progress: bool | Non
     validate(cfg)
     device = resolve_device(cfg.train.device)
     with determinism(device, cfg.train.deterministic):
+        if cfg.method == "ddpm":
+            if resume:
+                raise ConfigError("--resume is not supported for method=ddpm", "start a new run (train.max_steps sets its length)")
+            from histosynth.train.ddpm import train_ddpm
+
+            return train_ddpm(cfg, device, progress)
         return _train(cfg, resume, device, progress, similarity)
 
 
@@ -216,6 +222,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
         conditional=num_classes > 0,
         amp=amp,
         grad_clip=cfg.optim.grad_clip,
+        clip_mode=cfg.optim.clip_mode,
         gp_weight=cfg.loss.gp_weight,
         reward=rl,
         augment=DiffAugment(cfg.augment.policy),
@@ -302,7 +309,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
                 "histosynth.out_dir": str(out_dir),
                 "histosynth.classes": ",".join(source.classes),
                 "histosynth.generator_weights": f"ema({cfg.train.ema_decay})" if ema is not None else "raw",
-                **({"rl_eo.reward_gradient": REWARD_GRADIENT} if rl is not None else {}),
+                **({"rl_eo.mode": rl.mode, "rl_eo.reward_gradient": REWARD_GRADIENT[rl.mode]} if rl is not None else {}),
                 **resumed_from,
             }
         )
