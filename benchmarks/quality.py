@@ -28,7 +28,7 @@ from histosynth.config import load_config
 
 METHODS = {
     "DCGAN (paper)": "configs/dcgan-plain-samples.yaml",
-    "default (DiffAugment + resize G + EMA)": "configs/dcgan-samples.yaml",
+    "data-efficient (dcgan-samples.yaml)": "configs/dcgan-samples.yaml",
 }
 KEYS = ("fid", "kid_mean", "precision", "recall", "f1")
 

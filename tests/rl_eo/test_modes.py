@@ -42,7 +42,6 @@ def _grads_after_one_step(similarity, mode: str | None, loss: str = "bce"):
     return [p.grad.clone() for p in D.parameters()], [p.grad.clone() for p in G.parameters()], m
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 @pytest.mark.parametrize("loss", ["bce", "lsgan"])
 def test_acting_modes_change_d_gradients_only_paper_changes_none(similarity, loss):
@@ -58,7 +57,6 @@ def test_acting_modes_change_d_gradients_only_paper_changes_none(similarity, los
     assert all(torch.equal(a, b) for a, b in zip(g0, g_paper))
 
 
-@pytest.mark.unit
 @pytest.mark.numerics
 def test_acting_losses_follow_their_equations(similarity):
     """loss_d = mean(l_real) + mean((1 - w s_i) l_fake_i)  or  mean(l_real) + mean(BCE(D(fake_i), w s_i)),

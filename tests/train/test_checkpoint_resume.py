@@ -56,7 +56,16 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, caplog
 def test_a_checkpoint_that_does_not_read_back_replaces_nothing(tmp_path, monkeypatch):
     last = tmp_path / LAST
     save_checkpoint(last, payload(1))
-    monkeypatch.setattr("histosynth.train.checkpoint.KEYS", (*KEYS, "never-written"))
+    import histosynth.train.checkpoint as ckpt_mod
+
+    real_load = ckpt_mod.load_payload
+
+    def unreadable_new_file(path, *args, **kwargs):  # the fresh write is damaged (full disk, bad sector, ...)
+        if Path(path).name.endswith(".new"):
+            raise HistosynthError(f"'{path}' is truncated")
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_mod, "load_payload", unreadable_new_file)
     with pytest.raises(HistosynthError):
         save_checkpoint(last, payload(2))
     monkeypatch.undo()

@@ -44,7 +44,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     tmp = save_atomic(path.with_name(f".{path.name}.new"), {"format": FORMAT, **payload})
     try:
-        _read(tmp)
+        _read(tmp, keys=tuple(payload))  # every section written reads back (GAN and DDPM checkpoints alike)
         if path.exists():
             os.replace(path, previous(path))
         os.replace(tmp, path)
@@ -54,9 +54,9 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def _read(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def _read(path: Path, map_location: str | torch.device = "cpu", keys: tuple[str, ...] = KEYS) -> dict[str, Any]:
     payload = load_payload(path, "checkpoint", FORMAT, FIX, map_location)
-    missing = [k for k in KEYS if k not in payload]
+    missing = [k for k in keys if k not in payload]
     if missing:
         raise HistosynthError(f"checkpoint '{path}' lacks {missing}", "it was written by another version; start a new run")
     return payload
