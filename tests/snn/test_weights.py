@@ -68,7 +68,7 @@ def test_kernel_transpose_and_all_layers(fake_hed):
     enc.features.load_state_dict(state)  # every conv shape fits torchvision's VGG-16
 
 
-def test_hed_weights_checksum_and_offline(fake_hed, monkeypatch, tmp_path):
+def test_hed_weights_checksum_and_offline(fake_hed, monkeypatch, tmp_path, private_cache):  # a cache of its own: the shared one may hold the real weights
     with pytest.raises(HistosynthError, match="not the pinned HED") as e:
         hed_weights(fake_hed)
     assert "three ways" in e.value.hint
