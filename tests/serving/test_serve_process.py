@@ -93,7 +93,13 @@ def test_bad_class_is_refused_before_any_inference_request(served, tmp_path):
 def test_tritonserver_killed_under_serve_ends_it_with_a_clear_error(serve_cli, bundles, tmp_path):
     env = {**os.environ, "HISTOSYNTH_HOME": str(tmp_path / "home")}
     proc, http, _, _ = serve_cli.start("--bundle", str(bundles["gen"]), env=env)
+    seen = ""
     try:
+        # Triton answering is not enough: kill it only once serve itself is serving (past its own readiness check)
+        while "Ctrl-C to stop" not in seen:
+            line = proc.stdout.readline()
+            assert line, f"serve ended before serving:\n{seen}"
+            seen += line
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         triton = [int(c) for c in children if "tritonserver" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
         assert len(triton) == 1, children
@@ -103,7 +109,7 @@ def test_tritonserver_killed_under_serve_ends_it_with_a_clear_error(serve_cli, b
     finally:
         if proc.poll() is None:
             proc.kill()
-    out = _flat(proc.stdout.read())
+    out = _flat(seen + proc.stdout.read())
     assert code == 2, out
     assert "error: tritonserver was killed by SIGKILL (signal 9) while serving" in out and "fix:" in out and "dmesg" in out
     assert "Traceback" not in out
