@@ -1,4 +1,4 @@
-"""FID + KID speed and agreement: histosynth.metrics vs torch-fidelity (and pytorch-fid's FID) on the same features.
+"""FID + KID speed and agreement: histosynth.evaluation.metrics vs torch-fidelity (and pytorch-fid's FID) on the same features.
 
 Both sides get the same N real + N fake Inception-like feature sets (2048-d, non-negative, correlated) and the same
 settings (KID: 100 subsets of min(1000, N), cubic kernel, same subset draws); the sides run in turn each round and
@@ -42,7 +42,7 @@ def best_of(fn, repeat: int):
 
 
 def ours(real, fake, subsets, subset_size, seed, real_stats=None):
-    from histosynth import metrics
+    from histosynth.evaluation import metrics
 
     values, _ = metrics.compute(["fid", "kid"], real, fake, kid_subsets=subsets, kid_subset_size=subset_size, seed=seed, device="cpu", real_stats=real_stats)
     return values["fid"], values["kid_mean"], values["kid_std"]
@@ -86,8 +86,8 @@ def end_to_end(k: int, repeat: int) -> dict:
     from skimage import data
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from histosynth.features import get_extractor
-    from histosynth.features.weights import inception_weights
+    from histosynth.evaluation.features import get_extractor
+    from histosynth.evaluation.features.weights import inception_weights
 
     here = Path(__file__).resolve().parent.parent / "tests" / "metrics" / "conftest.py"
     import importlib.util
@@ -131,7 +131,7 @@ def main() -> None:
     for n in [int(v) for v in args.n.split(",") if v]:
         real, fake = make_features(n, args.dim, 1, 0.0), make_features(n, args.dim, 2, 0.05)
         real32, fake32 = torch.from_numpy(real).float(), torch.from_numpy(fake).float()
-        from histosynth.metrics._linalg import as_tensor, mean_cov
+        from histosynth.evaluation.metrics._linalg import as_tensor, mean_cov
 
         stats = mean_cov(as_tensor(real, "cpu"))  # what evaluate_generator reads from its feature cache
         res = interleaved(

@@ -2,7 +2,7 @@
 """Sample quality at a fixed budget: the paper's plain DCGAN vs the data-efficient default, side by side.
 
 Every (method, seed) cell trains from its preset with the same budget overrides (steps, batch, device), then
-``histosynth.evaluate.evaluate_generator`` scores the generator against the real ``--eval-split`` with the FID
+``histosynth.evaluation.suite.evaluate_generator`` scores the generator against the real ``--eval-split`` with the FID
 Inception (FID, KID, precision, recall, F1). Cells append to ``results.jsonl`` as they finish and finished
 cells are skipped on a re-run, so the benchmark can be run in parts. The summary (mean +- std per method and
 the ratio of each metric to the plain DCGAN's) is printed as a Markdown table and written to ``summary.json``;
@@ -46,8 +46,8 @@ def slug(name: str) -> str:
 
 def run_cell(method: str, preset: str, seed: int, args, out: Path, uri: str, *, extra=(), metrics: str = "fid,kid,pr", keys=KEYS, experiment: str = "quality-benchmark", similarity=None) -> dict:
     """Train ``preset`` (+ the budget overrides, + ``extra``) with ``seed`` and score it; -> the JSONL row."""
-    from histosynth.evaluate import evaluate_generator
-    from histosynth.train import train
+    from histosynth.evaluation.suite import evaluate_generator
+    from histosynth.gan.train import train
 
     run_dir = out / "runs" / f"{slug(method)}-seed{seed}"
     cfg = load_config(

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """RL-EO step-time overhead: the trainer's GAN step with the RL-EO reward vs the same step without it.
 
-Both variants are ``histosynth.train.GANStep`` on the improved-DCGAN settings (BCE with label smoothing 0.9,
+Both variants are ``histosynth.gan.train.GANStep`` on the improved-DCGAN settings (BCE with label smoothing 0.9,
 non-saturating G, clipping 0.1, AMP policy of the trainer, deterministic kernels as the trainer's default),
 each with its own models, fed batches by the trainer's ``BatchSource``. ``rl-eo`` adds
-``histosynth.rl_eo.RLEOReward``: the frozen similarity network on (real_i, fake_i) for every pair, under
+``histosynth.gan.rl_eo.RLEOReward``: the frozen similarity network on (real_i, fake_i) for every pair, under
 no_grad, on the training device, half precision on CUDA (``--no-half`` for fp32).
 
 The similarity network: ``--snn PATH`` loads the trained MFT-SNN (``histosynth.snn.load_similarity``); without
@@ -37,11 +37,11 @@ import torch
 from histosynth.config import load_config
 from histosynth.data.store import Patch, PatchStore, write_store
 from histosynth.device import amp_for, determinism, resolve_device, sync
-from histosynth.losses import loss_from_config
-from histosynth.rl_eo import RLEOReward, load_similarity, vgg16_standin
-from histosynth.train import GANStep, build_models, build_optimizers
-from histosynth.train.data import BatchSource
-from histosynth.train.trainer import MetricMeter
+from histosynth.gan.losses import loss_from_config
+from histosynth.gan.rl_eo import RLEOReward, load_similarity, vgg16_standin
+from histosynth.gan.train import GANStep, build_models, build_optimizers
+from histosynth.data.loader import BatchSource
+from histosynth.gan.train.trainer import MetricMeter
 
 VARIANTS = ("dcgan", "rl-eo")
 

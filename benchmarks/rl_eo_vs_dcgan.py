@@ -3,13 +3,13 @@
 
 For every seed both methods train from their presets (``configs/improved-dcgan-samples.yaml`` and
 ``configs/rl-eo-samples.yaml``: identical but for the RL-EO reward) with the same overrides (``--set``, size,
-steps), then ``histosynth.evaluate.evaluate_generator`` scores each generator bundle against a real split with
+steps), then ``histosynth.evaluation.suite.evaluate_generator`` scores each generator bundle against a real split with
 the named extractor (default ``inception-fid``, the standard FID network, weights from the cache). The
 MFT-SNN comes from ``--snn PATH``; without it one is trained first with ``histosynth snn pairs`` + ``histosynth
 snn train --stage all`` on the same splits (configs/mft-snn-samples.yaml).
 
 Reported per seed: FID/KID of each method, the RL-EO reward at the first and last log step, and whether the two
-generators ended bit-identical. The reward carries no gradient (see histosynth/rl_eo.py), so on CPU with
+generators ended bit-identical. The reward carries no gradient (see histosynth/gan/rl_eo.py), so on CPU with
 deterministic kernels they do, and identical weights give identical samples and scores: the FID is then
 computed once and reported for both (``--eval-both`` computes it twice anyway). Writes a JSON file, the reward
 curves (PNG, also in each run's MLflow record) and prints a table.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from histosynth.baselines import preset_path
+from histosynth.gan.baselines import preset_path
 from histosynth.config import load_config
 from histosynth.errors import HistosynthError
 
@@ -89,8 +89,8 @@ def main() -> None:
     t0 = time.perf_counter()
     snn = Path(args.snn).absolute() if args.snn else train_snn(out, data, uri)
 
-    from histosynth.evaluate import evaluate_generator
-    from histosynth.train import train
+    from histosynth.evaluation.suite import evaluate_generator
+    from histosynth.gan.train import train
 
     common = [
         f"data.root={data}", f"data.image_size={args.image_size}", f"model.g_features={args.features}", f"model.d_features={args.features}",

@@ -45,8 +45,8 @@ def _port() -> int:
 def make_bundle(path: Path, image_size: int, features: int, latent: int) -> Path:
     import torch
 
-    from histosynth.bundle import save_generator
-    from histosynth.nets import build_generator, init_dcgan_weights
+    from histosynth.gan.bundle import save_generator
+    from histosynth.gan.nets import build_generator, init_dcgan_weights
 
     spec = {"arch": "dcgan", "image_size": image_size, "latent_dim": latent, "g_features": features, "channels": 3, "num_classes": 0}
     torch.manual_seed(0)
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import torch
 
-    from histosynth.bundle import load_generator
-    from histosynth.export import export_onnx
+    from histosynth.gan.bundle import load_generator
+    from histosynth.export.onnx import export_onnx
     from histosynth.serving import DynamicBatching, GeneratorClient, TritonServer, build_repository
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="histosynth-bench-"))

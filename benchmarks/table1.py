@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import KEYS, read_done, run_cell, run_grid, summarise, table, write_summary  # noqa: E402
 from rl_eo_vs_dcgan import train_snn  # noqa: E402
 
-from histosynth.baselines import PAPER_FID_BACH64, preset_path  # noqa: E402
+from histosynth.gan.baselines import PAPER_FID_BACH64, preset_path  # noqa: E402
 
 # row -> (Table 1 method, extra overrides)
 METHODS: dict[str, tuple[str, list[str]]] = {

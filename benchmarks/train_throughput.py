@@ -3,7 +3,7 @@
 
 One DCGAN step = D on a real batch + D on a fake batch + one G update, 64 px, batch 64 by default.
 
-* ``histosynth``: what ``histosynth.train`` runs per step (in its default deterministic-kernels mode): a batch gathered from the uint8 patch tensor and
+* ``histosynth``: what ``histosynth.gan.train`` runs per step (in its default deterministic-kernels mode): a batch gathered from the uint8 patch tensor and
   converted to float [-1, 1] on the device, ``GANStep`` (BCE with label smoothing 0.9, non-saturating G,
   gradient clipping by norm 0.1 with grad-norm metrics, AMP on CUDA per the trainer's policy, D frozen during
   the G backward) and the on-device metric sums.
@@ -46,10 +46,10 @@ import torch
 from histosynth.config import load_config
 from histosynth.data.store import Patch, PatchStore, write_store
 from histosynth.device import amp_for, determinism, resolve_device, sync
-from histosynth.losses import loss_from_config
-from histosynth.train import GANStep, build_models, build_optimizers
-from histosynth.train.data import BatchSource
-from histosynth.train.trainer import MetricMeter
+from histosynth.gan.losses import loss_from_config
+from histosynth.gan.train import GANStep, build_models, build_optimizers
+from histosynth.data.loader import BatchSource
+from histosynth.gan.train.trainer import MetricMeter
 
 VARIANTS = ("histosynth", "reference")
 
@@ -74,7 +74,7 @@ def make_store(root: Path, n: int, size: int) -> PatchStore:
 
 
 class Histosynth:
-    """The trainer's per-step work (see histosynth.train.trainer), under its determinism setting."""
+    """The trainer's per-step work (see histosynth.gan.train.trainer), under its determinism setting."""
 
     def __init__(self, cfg, store, device):
         torch.manual_seed(0)

@@ -139,7 +139,7 @@ def choose_alias(client, model: str, wanted: str = ALIAS) -> tuple[str, str | No
 
 def candidate_metrics(client, model: str, alias: str) -> dict[str, object]:
     """Version, run and the evaluate step's test metrics (None when missing) of ``model@alias``."""
-    from histosynth.promote import find_metric
+    from histosynth.registry.promote import find_metric
 
     mv = client.get_model_version_by_alias(model, alias)
     run = client.get_run(mv.run_id)
@@ -168,8 +168,8 @@ def write_comparison(synth_dir: Path, splits: Path, out: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    from histosynth.diagnostics import real_vs_synthetic
-    from histosynth.evaluate import open_split
+    from histosynth.evaluation.diagnostics import real_vs_synthetic
+    from histosynth.evaluation.suite import open_split
 
     files = [synth_dir / e["file"] for e in json.loads((synth_dir / "manifest.json").read_text())["images"]]
     store = open_split(splits, "test")
@@ -183,7 +183,7 @@ def promotion_verdict(version: int) -> list[str]:
     """The promotion gates on ``version`` as a dry run: nothing moves, nothing is recorded."""
     from histosynth.cli.progress import phases
     from histosynth.errors import HistosynthError
-    from histosynth.promote import promote
+    from histosynth.registry.promote import promote
 
     try:
         with phases() as progress:

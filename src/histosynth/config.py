@@ -44,7 +44,7 @@ class ModelConfig:
 
 @dataclass
 class AugmentConfig:
-    """DiffAugment (histosynth.augment) on every image D sees, real and fake: what keeps D from memorising ~1k patches."""
+    """DiffAugment (histosynth.gan.diffaugment) on every image D sees, real and fake: what keeps D from memorising ~1k patches."""
 
     policy: str = "color,translation,cutout"  # comma-separated subset of color, translation, cutout; "none" disables
 
@@ -88,7 +88,7 @@ class TrainConfig:
 
 @dataclass
 class RLEOConfig:
-    """RL-EO: similarity(real_i, fake_i) from a frozen MFT-SNN in D's loss (how: histosynth.rl_eo)."""
+    """RL-EO: similarity(real_i, fake_i) from a frozen MFT-SNN in D's loss (how: histosynth.gan.rl_eo)."""
 
     enabled: bool = False
     mode: str = "paper"  # paper (L_D - w*mean(s), inert), weighted ((1 - w*s_i) * l_fake_i), soft-label (fake target w*s_i)
@@ -99,7 +99,7 @@ class RLEOConfig:
 
 @dataclass
 class DDPMConfig:
-    """Table 1's diffusion baseline (``method: ddpm``, histosynth.nets.ddpm): UNet size, noise schedule, DDIM steps."""
+    """Table 1's diffusion baseline (``method: ddpm``, histosynth.gan.nets.ddpm): UNet size, noise schedule, DDIM steps."""
 
     base_channels: int = 64  # UNet widths base * (1, 2, 4, 4, ..) per resolution
     levels: int = 4  # resolutions (the image is halved levels - 1 times)
@@ -252,12 +252,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.ema_decay={cfg.train.ema_decay} must be in [0, 1)", "use 0 (off) or e.g. 0.999")
     if cfg.model.upsample not in ("resize", "deconv"):
         raise ConfigError(f"model.upsample={cfg.model.upsample!r} is not an up-sampling mode", "use resize (nearest + conv) or deconv (the paper's transposed conv)")
-    from histosynth.augment import parse_policy
+    from histosynth.gan.diffaugment import parse_policy
 
     parse_policy(cfg.augment.policy)
     if cfg.optim.clip_mode not in ("norm", "value"):
         raise ConfigError(f"optim.clip_mode={cfg.optim.clip_mode!r} is not a clipping mode", "use norm (max total grad norm) or value (max |grad| per element)")
-    from histosynth.rl_eo import check_mode
+    from histosynth.gan.rl_eo import check_mode
 
     check_mode(cfg.rl_eo.mode, cfg.rl_eo.weight, cfg.loss.name)
     if cfg.method == "ddpm" and cfg.rl_eo.enabled:

@@ -14,7 +14,7 @@ from typing import Any
 
 from histosynth.data.split import REPORT, SPLITS
 from histosynth.errors import DataError
-from histosynth.outputs import check_dir, swap_in, temp_beside
+from histosynth.files.outputs import check_dir, swap_in, temp_beside
 
 
 def prepare_splits(
@@ -76,7 +76,7 @@ def train_stage(
     ``rl_eo_mode``: how the reward enters D's loss (``rl_eo.mode``; empty: the preset's)."""
     from histosynth.config import load_config
     from histosynth.snn.mft_snn import FILENAME as SNN_FILENAME
-    from histosynth.train.trainer import train
+    from histosynth.gan.train.trainer import train
 
     extra = [f"data.root={Path(splits_dir).absolute()}"]
     if snn:
@@ -118,7 +118,7 @@ def evaluate_stage(
     """Metrics, TSTR (``tstr`` off/on/auto; ``tstr_options`` a JSON object of ``TstrConfig`` fields), t-SNE and
     the 5-NN memorization grid (``diagnostics``) and the report, all logged to ``run_id``. Options arrive as
     JSON text because pipeline parameters are plain strings."""
-    from histosynth.evaluate import evaluate_generator
+    from histosynth.evaluation.suite import evaluate_generator
 
     def as_dict(text: str, what: str) -> dict[str, Any]:
         try:
@@ -157,7 +157,7 @@ def register_stage(run_id: str, name: str, alias: str, tracking_uri: str, tags: 
 
 
 def export_stage(name: str, version: str, tracking_uri: str, out_dir: str | Path) -> dict[str, Any]:
-    from histosynth.export import export_registered
+    from histosynth.export.onnx import export_registered
 
     report = export_registered(name, version=version, out_dir=out_dir, tracking_uri=tracking_uri)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in report.items()}

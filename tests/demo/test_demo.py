@@ -69,8 +69,8 @@ def test_a_bad_demo_port_exits_2_before_any_step(demo, monkeypatch, capsys):
 
 def _register(tmp_path, client, uri, name):
     from histosynth import registry
-    from histosynth.bundle import save_generator
-    from histosynth.nets import build_generator
+    from histosynth.gan.bundle import save_generator
+    from histosynth.gan.nets import build_generator
 
     g = build_generator(SPEC)
     bundle = save_generator(tmp_path / f"g{len(list(tmp_path.glob('g*')))}", g, SPEC, [])
@@ -123,8 +123,8 @@ def test_the_demo_never_moves_a_candidate_someone_else_uses(demo, tmp_path):
 @pytest.mark.unit
 def test_comparison_grid_has_as_many_real_as_synthetic(demo, tmp_path):
     from histosynth.data.store import Patch, write_store
-    from histosynth.diagnostics.compare import GAP, panel_size
-    from histosynth.diagnostics.knn import PAD
+    from histosynth.evaluation.diagnostics.compare import GAP, panel_size
+    from histosynth.evaluation.diagnostics.knn import PAD
 
     rng = np.random.default_rng(0)
     write_store(tmp_path / "splits" / "test", (Patch(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "tissue", {"slide": f"s{i}"}) for i in range(12)), classes=["tissue"], provenance={"kind": "test"})

@@ -164,8 +164,8 @@ def test_component_entrypoint_runs_in_the_cpu_image(tmp_path, monkeypatch):
     import torch
 
     from histosynth import registry
-    from histosynth.bundle import save_generator
-    from histosynth.nets import build_generator, init_dcgan_weights
+    from histosynth.gan.bundle import save_generator
+    from histosynth.gan.nets import build_generator, init_dcgan_weights
 
     shared = tmp_path / "shared"  # mounted at the same path inside the container
     shared.mkdir()

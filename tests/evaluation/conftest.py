@@ -42,8 +42,8 @@ def make_store(root: Path, n_per_class: dict[str, int], size: int = 32, seed: in
 
 
 def make_bundle(path: Path, classes: list[str], conditional: bool, image_size: int = 32) -> Path:
-    from histosynth.bundle import save_generator
-    from histosynth.nets import build_generator, init_dcgan_weights
+    from histosynth.gan.bundle import save_generator
+    from histosynth.gan.nets import build_generator, init_dcgan_weights
 
     spec = {"arch": "dcgan", "image_size": image_size, "latent_dim": 16, "g_features": 8, "channels": 3, "num_classes": len(classes) if conditional else 0}
     torch.manual_seed(0)
@@ -55,7 +55,7 @@ def make_bundle(path: Path, classes: list[str], conditional: bool, image_size: i
 @pytest.fixture
 def pixel_extractor():
     """A cheap registered extractor (8x8 average-pooled pixels, 192-d) for plumbing tests."""
-    from histosynth import features
+    from histosynth.evaluation import features
 
     def factory(device, weights=None):
         def forward(x):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from histosynth.errors import HistosynthError
-from histosynth.metrics import cmmd, compute, ppl
+from histosynth.evaluation.metrics import cmmd, compute, ppl
 
 pytestmark = pytest.mark.numerics
 
@@ -104,7 +104,7 @@ def test_ppl_vgg_distance_and_errors(monkeypatch):
 
 
 def test_clip_tower_loads_from_checkpoint_keys_and_refuses_offline(tmp_path, monkeypatch):
-    from histosynth.features import clip
+    from histosynth.evaluation.features import clip
 
     torch.manual_seed(0)
     net = clip.ClipVisual(width=64, layers=2, patch=8, grid=4, out_dim=32)

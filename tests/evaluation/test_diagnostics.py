@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from histosynth.diagnostics import grid_size, memorization_check, nearest, tsne_plot
+from histosynth.evaluation.diagnostics import grid_size, memorization_check, nearest, tsne_plot
 
 from .conftest import colour_patches
 
@@ -21,7 +21,7 @@ def test_tsne_png_has_the_requested_size(tmp_path):
         assert im.size == (640, 480) and im.format == "PNG"
     assert info["pca_dims"] == 50 and info["n_real"] == 40 and info["perplexity"] == pytest.approx(23.0)
     # separated sets stay separated: every point's 2-d nearest neighbour is from its own set
-    from histosynth.diagnostics import tsne_embed
+    from histosynth.evaluation.diagnostics import tsne_embed
 
     emb, _ = tsne_embed(real, fake)
     idx = nearest(emb, emb, 1, exclude_self=True, device="cpu")[0][:, 0]
@@ -44,7 +44,7 @@ def test_knn_grid_finds_an_exact_copy(tmp_path):
     assert out["top1_min"] == 0.0 and out["share_closer_than_real_p5"] == pytest.approx(1 / 6)
     assert all(np.diff(r["distance"]).min() >= 0 for r in out["shown"])  # neighbours sorted by distance
     # the first row shows the query and its top neighbour, pixel for pixel (nearest-neighbour upscaling)
-    from histosynth.diagnostics.knn import GAP, PAD
+    from histosynth.evaluation.diagnostics.knn import GAP, PAD
 
     q = grid[PAD : PAD + 32 : 2, PAD : PAD + 32 : 2]
     x0 = PAD + 32 + PAD + GAP
@@ -55,9 +55,9 @@ def test_knn_grid_finds_an_exact_copy(tmp_path):
 
 
 def test_real_vs_synthetic_grid_puts_each_set_on_its_side(tmp_path):
-    from histosynth.diagnostics import real_vs_synthetic
-    from histosynth.diagnostics.compare import GAP, TITLE, panel_size
-    from histosynth.diagnostics.knn import PAD
+    from histosynth.evaluation.diagnostics import real_vs_synthetic
+    from histosynth.evaluation.diagnostics.compare import GAP, TITLE, panel_size
+    from histosynth.evaluation.diagnostics.knn import PAD
 
     real = np.zeros((5, 16, 16, 3), np.uint8)
     real[..., 0] = 255  # all red

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from histosynth.errors import HistosynthError
-from histosynth.evaluate import evaluate_generator
+from histosynth.evaluation.suite import evaluate_generator
 
 from .conftest import PLUMBING_TSTR
 
@@ -27,7 +27,7 @@ def cli(*args: str):
 
 
 def test_full_evaluation_and_side_by_side_report(setup, pixel_extractor, tmp_path):
-    from histosynth.report import load_records, write_report
+    from histosynth.evaluation.report import load_records, write_report
 
     out = tmp_path / "r.jsonl"
     kw = dict(extractor=pixel_extractor, device="cpu", out_jsonl=out, batch_size=32, metric_options=FAST_METRICS, n_fake=30)
@@ -116,8 +116,8 @@ def test_cli_options_and_errors(setup, pixel_extractor, tmp_path):
 
 def test_cmmd_on_a_separate_extractor(setup, pixel_extractor):
     """--cmmd-extractor: the same generated images through a second network; the label follows that network."""
-    from histosynth import features
-    from histosynth.metrics import cmmd
+    from histosynth.evaluation import features
+    from histosynth.evaluation.metrics import cmmd
 
     def factory(device, weights=None):
         return features.Extractor(name="test-coarse", dim=12, preprocess="avgpool 2x2", device=device, weights_sha256="none",

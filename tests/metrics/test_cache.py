@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from histosynth.features import Extractor
-from histosynth.features import cache as FC
+from histosynth.evaluation.features import Extractor
+from histosynth.evaluation.features import cache as FC
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("private_cache")]
 

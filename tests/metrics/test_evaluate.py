@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from histosynth.errors import HistosynthError
-from histosynth.evaluate import class_allocation, evaluate_generator, metric_key
+from histosynth.evaluation.suite import class_allocation, evaluate_generator, metric_key
 
 @pytest.mark.unit
 def test_class_allocation_follows_real_proportions():

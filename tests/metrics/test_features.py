@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from histosynth import features
+from histosynth.evaluation import features
 from histosynth.errors import DataError, HistosynthError
-from histosynth.features import base, weights as W
+from histosynth.evaluation.features import base, weights as W
 
 _conftest = importlib.util.spec_from_file_location("metrics_conftest", Path(__file__).with_name("conftest.py"))
 C = importlib.util.module_from_spec(_conftest)

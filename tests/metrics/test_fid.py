@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from histosynth.metrics import fid as F
+from histosynth.evaluation.metrics import fid as F
 
 pytestmark = pytest.mark.numerics
 

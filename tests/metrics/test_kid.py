@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from histosynth.metrics import kid as K
+from histosynth.evaluation.metrics import kid as K
 
 pytestmark = pytest.mark.numerics
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from histosynth import metrics
-from histosynth.metrics._manifold import manifold_metrics
+from histosynth.evaluation import metrics
+from histosynth.evaluation.metrics._manifold import manifold_metrics
 
 pytestmark = pytest.mark.numerics
 

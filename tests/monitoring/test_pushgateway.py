@@ -113,7 +113,7 @@ def test_training_pushes_to_the_gateway(pushgateway, tmp_path, monkeypatch):
 
     from histosynth.config import load_config
     from histosynth.data.store import Patch, write_store
-    from histosynth.train.trainer import train
+    from histosynth.gan.train.trainer import train
 
     rng = np.random.default_rng(0)
     write_store(tmp_path / "splits" / "train", (Patch(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "a", {"slide": f"s{i}"}) for i in range(16)), classes=["a"], provenance={"kind": "test"})

@@ -11,7 +11,7 @@ from PIL import Image
 
 from histosynth.data.store import Patch, write_store
 from histosynth.errors import HistosynthError
-from histosynth.outputs import OutputError, check_dir, check_file
+from histosynth.files.outputs import OutputError, check_dir, check_file
 
 pytestmark = pytest.mark.unit
 

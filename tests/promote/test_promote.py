@@ -13,13 +13,13 @@ import torch
 from mlflow import MlflowClient
 
 from histosynth import registry
-from histosynth.bundle import save_generator
+from histosynth.gan.bundle import save_generator
 from histosynth.data.store import Patch, write_store
-from histosynth.export import export_registered
-from histosynth.features import Extractor, register_extractor
-from histosynth.features.base import to_uint8
-from histosynth.nets import build_generator, init_dcgan_weights
-from histosynth.promote import QUALITY_LIMITS, PromotionRefused, find_metric, metric_gate, nn_distances, parity_gate, promote, quality_gates, train_nn_scale
+from histosynth.export.onnx import export_registered
+from histosynth.evaluation.features import Extractor, register_extractor
+from histosynth.evaluation.features.base import to_uint8
+from histosynth.gan.nets import build_generator, init_dcgan_weights
+from histosynth.registry.promote import QUALITY_LIMITS, PromotionRefused, find_metric, metric_gate, nn_distances, parity_gate, promote, quality_gates, train_nn_scale
 
 SPEC = {"arch": "dcgan", "image_size": 32, "latent_dim": 16, "g_features": 8, "channels": 3, "num_classes": 0}
 N_SAMPLES, SEED = 24, 0
@@ -46,7 +46,7 @@ def _bundle(path, seed):
 
 def _samples_as_patches(bundle) -> np.ndarray:
     """Exactly the images the memorization gate draws from this bundle (same seed, same latents), as uint8 NHWC."""
-    from histosynth.bundle import load_generator
+    from histosynth.gan.bundle import load_generator
 
     g, _ = load_generator(bundle)
     z = torch.randn(N_SAMPLES, SPEC["latent_dim"], generator=torch.Generator().manual_seed(SEED))

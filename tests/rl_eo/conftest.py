@@ -12,7 +12,7 @@ import torch
 
 from histosynth.config import load_config
 from histosynth.data.store import write_store
-from histosynth.rl_eo import CosineSimilarity
+from histosynth.gan.rl_eo import CosineSimilarity
 
 
 def _train_conftest():

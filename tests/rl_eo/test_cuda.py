@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from histosynth.device import amp_for, determinism
-from histosynth.losses import get_loss
-from histosynth.nets import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
-from histosynth.rl_eo import RLEOReward, vgg16_standin
-from histosynth.train import GANStep
+from histosynth.gan.losses import get_loss
+from histosynth.gan.nets import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+from histosynth.gan.rl_eo import RLEOReward, vgg16_standin
+from histosynth.gan.train import GANStep
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 DEV = torch.device("cuda")

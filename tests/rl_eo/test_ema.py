@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from histosynth.bundle import load_generator
+from histosynth.gan.bundle import load_generator
 from histosynth.config import load_config
-from histosynth.ema import GeneratorEMA
+from histosynth.gan.weight_ema import GeneratorEMA
 from histosynth.errors import ConfigError
-from histosynth.train import load_checkpoint, train
+from histosynth.gan.train import load_checkpoint, train
 
 
 @pytest.mark.numerics

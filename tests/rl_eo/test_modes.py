@@ -12,10 +12,10 @@ import torch
 from histosynth.config import load_config
 from histosynth.device import amp_for
 from histosynth.errors import ConfigError
-from histosynth.losses import get_loss
-from histosynth.nets import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
-from histosynth.rl_eo import REWARD_GRADIENT, RLEOReward
-from histosynth.train import GANStep, load_checkpoint, train
+from histosynth.gan.losses import get_loss
+from histosynth.gan.nets import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+from histosynth.gan.rl_eo import REWARD_GRADIENT, RLEOReward
+from histosynth.gan.train import GANStep, load_checkpoint, train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 W = 0.3

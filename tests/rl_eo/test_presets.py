@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from histosynth.baselines import LOSS_PRESETS, TABLE1, preset_path
+from histosynth.gan.baselines import LOSS_PRESETS, TABLE1, preset_path
 from histosynth.config import load_config
 from histosynth.data.store import PatchStore
 from histosynth.device import seed_everything
 from histosynth.errors import ConfigError
-from histosynth.losses import loss_from_config
-from histosynth.train import build_models, load_checkpoint, train
+from histosynth.gan.losses import loss_from_config
+from histosynth.gan.train import build_models, load_checkpoint, train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -14,10 +14,10 @@ import torch
 from histosynth.config import load_config
 from histosynth.device import amp_for
 from histosynth.errors import ConfigError, HistosynthError
-from histosynth.losses import get_loss
-from histosynth.nets import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
-from histosynth.rl_eo import SNN_FIX, RLEOReward, load_similarity, reward_from_config
-from histosynth.train import GANStep, load_checkpoint, train
+from histosynth.gan.losses import get_loss
+from histosynth.gan.nets import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+from histosynth.gan.rl_eo import SNN_FIX, RLEOReward, load_similarity, reward_from_config
+from histosynth.gan.train import GANStep, load_checkpoint, train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 W = 0.3
@@ -136,7 +136,7 @@ def test_non_finite_scores_are_left_out_and_reported(caplog):
     x = torch.zeros(4, 3, 8, 8)
     out = reward(x, x, torch.tensor([0, 0, 1, 1]))
     assert out.reward.item() == pytest.approx(W * 0.5) and torch.isfinite(out.reward)
-    with caplog.at_level("WARNING", logger="histosynth.rl_eo"):
+    with caplog.at_level("WARNING", logger="histosynth.gan.rl_eo"):
         got = reward.window_rewards()
     assert got == pytest.approx({"rl_eo/reward/a": W * 0.5, "rl_eo/reward/b": W * 0.5, "rl_eo/nonfinite_pairs": 1.0})
     assert "non-finite" in caplog.text
@@ -162,7 +162,7 @@ def test_missing_snn_names_the_command_that_makes_one(tmp_path, monkeypatch):
     # loading goes through histosynth.snn.load_similarity, and what that draws from the RNG stays off the run's
     import types
 
-    from histosynth.rl_eo import CosineSimilarity
+    from histosynth.gan.rl_eo import CosineSimilarity
 
     def fake_load(path, device):  # layer init draws from the global RNG, as building the real MFT-SNN does
         return CosineSimilarity(torch.nn.Conv2d(3, 4, 3))

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from histosynth.bundle import save_generator
-from histosynth.nets import build_generator, init_dcgan_weights
+from histosynth.gan.bundle import save_generator
+from histosynth.gan.nets import build_generator, init_dcgan_weights
 
 CLASSES = ["benign", "invasive", "normal"]
 
@@ -48,7 +48,7 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def onnx_models(bundles, tmp_path_factory) -> dict[str, Path]:
-    from histosynth.export import export_onnx
+    from histosynth.export.onnx import export_onnx
 
     root = tmp_path_factory.mktemp("onnx")
     return {k: Path(export_onnx(b, root / k / "model.onnx")["onnx_path"]) for k, b in bundles.items()}

@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from histosynth.bundle import load_generator
+from histosynth.gan.bundle import load_generator
 from histosynth.errors import HistosynthError
-from histosynth.export import ExportError, export_bundle, export_onnx, onnx_metadata
+from histosynth.export.onnx import ExportError, export_bundle, export_onnx, onnx_metadata
 
 pytestmark = pytest.mark.unit
 
@@ -110,7 +110,7 @@ def test_dynamo_exporter(bundles, tmp_path):
 
 
 def test_export_never_writes_into_a_folder_it_did_not_make(bundles, tmp_path):
-    from histosynth.export import export_bundle
+    from histosynth.export.onnx import export_bundle
 
     mine = tmp_path / "mine"
     mine.mkdir()

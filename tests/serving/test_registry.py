@@ -8,7 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from histosynth import registry
-from histosynth.export import PARITY_TAG, export_registered
+from histosynth.export.onnx import PARITY_TAG, export_registered
 from histosynth.registry import RegistryError
 
 

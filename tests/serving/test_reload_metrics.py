@@ -37,7 +37,7 @@ def _other_bundle(path: Path) -> Path:
     """An unconditional generator with the same contract as bundles["gen"] but other weights."""
     import torch
 
-    from histosynth.bundle import load_generator, save_generator
+    from histosynth.gan.bundle import load_generator, save_generator
 
     g, meta = load_generator(Path(str(path)))
     with torch.no_grad():

@@ -66,7 +66,7 @@ def test_search_finds_the_exact_patch(stage1_bundle, splits_root, private_cache)
 @pytest.mark.integration
 def test_mft_snn_extractor(stage1_bundle):
     from histosynth.errors import HistosynthError
-    from histosynth.features import get_extractor
+    from histosynth.evaluation.features import get_extractor
 
     with pytest.raises(HistosynthError, match="needs a trained SNN bundle") as e:
         get_extractor("mft-snn", "cpu")

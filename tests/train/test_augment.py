@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from histosynth.augment import POLICIES, DiffAugment, parse_policy
+from histosynth.gan.diffaugment import POLICIES, DiffAugment, parse_policy
 from histosynth.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -123,9 +123,9 @@ class Recorder:
 
 def test_gan_step_augments_everything_d_sees_and_g_learns_through_it():
     from histosynth.device import amp_for
-    from histosynth.losses import get_loss
-    from histosynth.nets import build_discriminator, build_generator
-    from histosynth.train.step import GANStep
+    from histosynth.gan.losses import get_loss
+    from histosynth.gan.nets import build_discriminator, build_generator
+    from histosynth.gan.train.step import GANStep
 
     torch.manual_seed(0)
     G = build_generator({"arch": "dcgan", "image_size": 32, "latent_dim": 8, "g_features": 4})

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from histosynth import tracking
-from histosynth.bundle import load_generator
+from histosynth.gan.bundle import load_generator
 from histosynth.defaults import EXPERIMENT
 from histosynth.errors import HistosynthError
-from histosynth.train.checkpoint import KEYS, LAST, load_checkpoint, previous, save_checkpoint
+from histosynth.gan.train.checkpoint import KEYS, LAST, load_checkpoint, previous, save_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 HISTOSYNTH = str(Path(sys.executable).parent / "histosynth")
@@ -56,7 +56,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, caplog
 def test_a_checkpoint_that_does_not_read_back_replaces_nothing(tmp_path, monkeypatch):
     last = tmp_path / LAST
     save_checkpoint(last, payload(1))
-    import histosynth.train.checkpoint as ckpt_mod
+    import histosynth.gan.train.checkpoint as ckpt_mod
 
     real_load = ckpt_mod.load_payload
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from histosynth.bundle import load_generator
+from histosynth.gan.bundle import load_generator
 from histosynth.cli import _register, app, main
 from histosynth.config import load_config
 from histosynth.data.store import PatchStore
-from histosynth.train import train
+from histosynth.gan.train import train
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"

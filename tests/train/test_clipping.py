@@ -7,7 +7,7 @@ import torch
 
 from histosynth.config import load_config
 from histosynth.errors import ConfigError
-from histosynth.train.step import clip_and_norm
+from histosynth.gan.train.step import clip_and_norm
 
 
 def _params(*grads):

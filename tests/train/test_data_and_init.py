@@ -9,8 +9,8 @@ import torch
 from histosynth.config import load_config
 from histosynth.data.store import Patch, PatchStore, write_store
 from histosynth.errors import DataError
-from histosynth.train import build_models
-from histosynth.train.data import BatchSource, open_store, resolve_data_root
+from histosynth.gan.train import build_models
+from histosynth.data.loader import BatchSource, open_store, resolve_data_root
 
 
 def _source(store, **kw):

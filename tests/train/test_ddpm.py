@@ -14,7 +14,7 @@ import torch
 
 from histosynth.config import load_config
 from histosynth.errors import ConfigError
-from histosynth.nets import build_generator
+from histosynth.gan.nets import build_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 # tests only: a 2-level UNet of 8 channels, 50 diffusion steps, 2 DDIM steps (seconds on a CPU)
@@ -66,7 +66,7 @@ def test_ddpm_trains_tracked_evaluated_registered_and_refused_by_export(store_ro
     arts = {a.path for d in ("plots", "samples", "generator") for a in client.list_artifacts(run.info.run_id, d)}
     assert {"plots/loss_curve.png", "samples/final.png", "generator/generator.pt"} <= arts
 
-    from histosynth.evaluate import evaluate_generator
+    from histosynth.evaluation.suite import evaluate_generator
 
     rec = evaluate_generator(out / "generator", store_root, split="train", n_fake=16, n_real=16, metrics="fid,kid,pr", device="cpu", batch_size=16, metric_options={"kid_subsets": 5})
     assert {"fid", "kid_mean", "precision", "recall", "f1"} <= set(rec["metrics"]) and rec["metrics"]["fid"] > 0

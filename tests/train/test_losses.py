@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from histosynth.errors import ConfigError, HistosynthError
-from histosynth.losses import LOSSES, get_loss, gradient_penalty, loss_from_config
+from histosynth.gan.losses import LOSSES, get_loss, gradient_penalty, loss_from_config
 from histosynth.config import LossConfig
 
 REAL = [0.0, 2.0]

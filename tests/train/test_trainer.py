@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from histosynth.bundle import load_generator
+from histosynth.gan.bundle import load_generator
 from histosynth.data.store import PatchStore
 from histosynth.device import seed_everything
 from histosynth.errors import ConfigError, DataError, HistosynthError, ServerError
-from histosynth.losses import loss_from_config
-from histosynth.train import build_models, load_checkpoint, train
+from histosynth.gan.losses import loss_from_config
+from histosynth.gan.train import build_models, load_checkpoint, train
 
 
 def _client(uri: str) -> mlflow.MlflowClient:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from histosynth.nets import build_generator, init_dcgan_weights
+from histosynth.gan.nets import build_generator, init_dcgan_weights
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +49,7 @@ def test_old_bundles_without_upsample_rebuild_the_paper_generator():
 
 
 def test_minibatch_stddev_feature_is_the_group_spread():
-    from histosynth.nets.dcgan import minibatch_stddev
+    from histosynth.gan.nets.dcgan import minibatch_stddev
 
     h = torch.randn(8, 3, 4, 4)
     out = minibatch_stddev(h)
@@ -61,7 +61,7 @@ def test_minibatch_stddev_feature_is_the_group_spread():
 
 
 def test_discriminator_with_minibatch_stddev_sees_collapse():
-    from histosynth.nets import build_discriminator
+    from histosynth.gan.nets import build_discriminator
 
     torch.manual_seed(0)
     D = build_discriminator({"arch": "dcgan", "image_size": 32, "d_features": 4, "spectral_norm": True, "d_minibatch_std": True})

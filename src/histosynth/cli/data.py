@@ -12,7 +12,7 @@ from rich.table import Table
 from histosynth import defaults
 from histosynth.cli import app
 from histosynth.cli.common import ForceOpt
-from histosynth.outputs import check_folder
+from histosynth.files.outputs import check_folder
 
 data_app = typer.Typer(no_args_is_help=True, help="Build, fetch, patch and split microscopy data.")
 app.add_typer(data_app, name="data")

@@ -48,12 +48,12 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed for latents, class draws, real subset and KID subsets."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="Metric option key=value (see histosynth.metrics.DEFAULTS), repeatable."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="Metric option key=value (see histosynth.evaluation.metrics.DEFAULTS), repeatable."),
     refresh_cache: bool = typer.Option(False, "--refresh-cache", help="Recompute the real-set features even if cached."),
     as_json: bool = typer.Option(False, "--json", help="Print the result record as JSON instead of a table."),
     cmmd_extractor: Optional[str] = typer.Option(None, "--cmmd-extractor", help="Compute cmmd on this extractor's features (clip-vit-l14-336: the paper's CLIP-CMMD); default: --extractor, labelled not CLIP-CMMD."),
     tstr: str = typer.Option("off", "--tstr", help="Downstream train-on-synthetic/test-on-real: off, on (needs a class-conditional generator), auto (skip unconditional, saying why)."),
-    tstr_set: Optional[list[str]] = typer.Option(None, "--tstr-set", help="TSTR option key=value (backbone, init, epochs, folds, lr, trainable_layers, head_hidden, ...; see histosynth.downstream.TstrConfig), repeatable."),
+    tstr_set: Optional[list[str]] = typer.Option(None, "--tstr-set", help="TSTR option key=value (backbone, init, epochs, folds, lr, trainable_layers, head_hidden, ...; see histosynth.evaluation.downstream.TstrConfig), repeatable."),
     tsne: bool = typer.Option(False, "--tsne", help="Write a t-SNE plot of real vs synthetic features (PCA to 50 dims first)."),
     knn: int = typer.Option(0, "--knn", help="Write a K-nearest-real-neighbours grid with this K (memorization check; 0: off)."),
     knn_rows: int = typer.Option(8, "--knn-rows", help="Synthetic samples (rows) in the kNN grid: the closest to any real patch."),
@@ -68,7 +68,7 @@ def evaluate(
 
     if bundle is None:
         raise HistosynthError("no generator bundle given", "pass --bundle PATH (generator.pt or its folder), or use `histosynth evaluate report RUN_ID...`")
-    from histosynth.outputs import check_file, check_folder
+    from histosynth.files.outputs import check_file, check_folder
 
     if out_path:
         check_file(out_path, ours=_evaluation_lines, force=force)
@@ -77,7 +77,7 @@ def evaluate(
     from rich.table import Table
 
     from histosynth.cli.progress import phases
-    from histosynth.evaluate import evaluate_generator
+    from histosynth.evaluation.suite import evaluate_generator
 
     options = _key_values(set_, "metric option", "--set kid_subsets=50")
     tstr_options = _key_values(tstr_set, "TSTR option", "--tstr-set epochs=2")
@@ -157,7 +157,7 @@ def report_cmd(
     """Compare evaluations side by side in a Markdown and a self-contained HTML report."""
     from rich.table import Table
 
-    from histosynth.report import check_report_dir, column_name, load_records, write_report
+    from histosynth.evaluation.report import check_report_dir, column_name, load_records, write_report
 
     check_report_dir(out_dir, force)
     records = load_records(sources, out_dir, tracking_uri)

@@ -30,7 +30,7 @@ def export_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export to ONNX (dynamic batch; inputs z[, class_id]; outputs images, images_uint8) with a parity check."""
-    from histosynth.export import export_bundle, export_registered
+    from histosynth.export.onnx import export_bundle, export_registered
 
     if (name is None) == (bundle is None):
         raise HistosynthError("pass exactly one of --name NAME or --bundle PATH")

@@ -20,7 +20,7 @@ from histosynth import defaults
 from histosynth.cli import app
 from histosynth.cli.common import ForceOpt, out
 from histosynth.errors import HistosynthError
-from histosynth.outputs import check_file
+from histosynth.files.outputs import check_file
 
 pipeline_app = typer.Typer(no_args_is_help=True, help="Run a KFP pipeline locally (kfp.local) or compile it for Kubeflow.")
 app.add_typer(pipeline_app, name="pipeline")

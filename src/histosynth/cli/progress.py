@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-Callback = Callable[[str, int, int], None]  # (phase, done, total), as histosynth.evaluate.Progress
+Callback = Callable[[str, int, int], None]  # (phase, done, total), as histosynth.evaluation.suite.Progress
 
 
 @contextmanager

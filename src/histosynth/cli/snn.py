@@ -15,7 +15,7 @@ from rich.syntax import Syntax
 from histosynth.cli import app
 from histosynth.cli.common import ConfigOpt, DryRunOpt, ForceOpt, SetOpt, out
 from histosynth.errors import DataError, HistosynthError
-from histosynth.outputs import check_dir, check_file
+from histosynth.files.outputs import check_dir, check_file
 
 snn_app = typer.Typer(no_args_is_help=True, help="MFT-SNN: Siamese VGG-16 autoencoder similarity (pairs, train, score, search, gradcam, compare).")
 app.add_typer(snn_app, name="snn")
@@ -174,7 +174,7 @@ def search(
     """The K real patches most similar to each query image (embeddings of the real set are cached)."""
     from histosynth.snn.score import bundle_key, cached_embeddings, embed_images, search as top_k
     from histosynth.snn.similarity import load_similarity
-    from histosynth.train.data import open_store
+    from histosynth.data.loader import open_store
 
     if out_json:
         check_file(out_json, force=force)
@@ -219,7 +219,7 @@ def gradcam(
     """Grad-CAM heat maps of the SNN encoder over a few patches, saved as PNG overlays (and logged to MLflow)."""
     from histosynth.snn.gradcam import save_gradcam
     from histosynth.snn.similarity import load_similarity
-    from histosynth.train.data import open_store
+    from histosynth.data.loader import open_store
 
     check_dir(out_dir, marker="gradcam-grid.png", names=("gradcam-*.png",), ours=Path.is_file, force=force)
     sim = load_similarity(bundle, device)

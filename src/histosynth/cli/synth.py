@@ -28,7 +28,7 @@ def synth(
     import time
 
     from histosynth import __version__
-    from histosynth.outputs import check_dir
+    from histosynth.files.outputs import check_dir
     from histosynth.serving.client import GeneratorClient, check_request, synthesize, write_pngs
 
     check_request(n, seed, batch)

@@ -25,7 +25,7 @@ def train(
     progress: Optional[bool] = ProgressOpt,
 ) -> None:
     """Train a GAN (DCGAN by default) on a patch split; every run is tracked in MLflow."""
-    from histosynth.train.trainer import config_from_checkpoint, train as run_training
+    from histosynth.gan.train.trainer import config_from_checkpoint, train as run_training
 
     if resume is not None and config is None:
         cfg = config_from_checkpoint(resume, set_ or [])

@@ -66,7 +66,7 @@ from histosynth.data.slide import IMAGE_EXTS
 from histosynth.data.split import REPORT, SPLITS, check_no_leakage
 from histosynth.data.store import Patch, check_store_dir, sha256_file, write_store
 from histosynth.errors import DataError
-from histosynth.outputs import check_dir, swap_in, temp_beside, written_by_us
+from histosynth.files.outputs import check_dir, swap_in, temp_beside, written_by_us
 
 SOURCES_FILE = "SOURCES.json"
 
@@ -296,7 +296,7 @@ def _iter_archive(path: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
 
 
 def _check_out(layout: str, out: Path, force: bool) -> None:
-    """Refuse, before any download, an ``out`` this tool did not write (see histosynth.outputs)."""
+    """Refuse, before any download, an ``out`` this tool did not write (see histosynth.files.outputs)."""
     if layout == "store":
         check_store_dir(out, force)
     elif layout == "splits":

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from histosynth.errors import DataError
-from histosynth.outputs import check_dir, swap_in, temp_beside
+from histosynth.files.outputs import check_dir, swap_in, temp_beside
 
 FORMAT = "histosynth.patches/1"
 MANIFEST = "manifest.json"

@@ -63,7 +63,7 @@ def prepare_model(
 
     Returns {model_dir, model_name, version, onnx_path, report}.
     """
-    from histosynth.export import export_bundle, export_registered
+    from histosynth.export.onnx import export_bundle, export_registered
 
     if bundle is not None:
         res = export_bundle(bundle)

@@ -9,7 +9,7 @@
   same ``model.onnx`` with onnxruntime (CPU, or CUDA when available) - for the ``tritonserver`` binary shipped
   in nvidia-pytriton, which has only the python backend.
 
-Both expose the same tensors (see ``histosynth.export``): inputs ``z`` FP32 [latent_dim] (+ ``class_id`` INT64
+Both expose the same tensors (see ``histosynth.export.onnx``): inputs ``z`` FP32 [latent_dim] (+ ``class_id`` INT64
 [1] when conditional - Triton sees a (B, 1) tensor; reshaped to the ONNX's (B,)), outputs ``images`` FP32
 [C, H, W] in [-1, 1] and ``images_uint8`` UINT8 [H, W, C]. Clients ask for ``images_uint8`` (PNG-ready,
 4x fewer bytes on the wire); ``images`` is there for float consumers (metrics, further processing).
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from histosynth.errors import HistosynthError
-from histosynth.outputs import OutputError, check_folder
+from histosynth.files.outputs import OutputError, check_folder
 from histosynth.serving.contract import INPUT_CLASS, INPUT_Z, OUTPUT_FLOAT, OUTPUT_UINT8
 
 Variant = Literal["production", "local"]
@@ -74,7 +74,7 @@ def sanitize_model_name(name: str) -> str:
 
 
 def generator_tensors(spec: dict[str, Any], classes: list[str]) -> GeneratorTensors:
-    """Triton tensor specs + discovery parameters for a generator spec (the ONNX contract of histosynth.export)."""
+    """Triton tensor specs + discovery parameters for a generator spec (the ONNX contract of histosynth.export.onnx)."""
     size, channels, latent = int(spec["image_size"]), int(spec.get("channels", 3)), int(spec.get("latent_dim", 100))
     num_classes = int(spec.get("num_classes", 0))
     inputs = [TensorSpec(INPUT_Z, "TYPE_FP32", (latent,))]
@@ -180,7 +180,7 @@ def build_repository(
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise HistosynthError(f"ONNX file '{onnx_path}' not found", "export it first: histosynth export --name NAME --version N")
-    from histosynth.export import onnx_metadata
+    from histosynth.export.onnx import onnx_metadata
 
     name = sanitize_model_name(name)
     meta = onnx_metadata(onnx_path)

@@ -6,7 +6,7 @@ which importing this package registers.
 
 from __future__ import annotations
 
-from histosynth.features import EXTRACTORS, register_extractor
+from histosynth.evaluation.features import EXTRACTORS, register_extractor
 from histosynth.snn.extractor import mft_snn_extractor
 from histosynth.snn.similarity import SimilarityModel, load_similarity
 

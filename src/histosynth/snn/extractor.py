@@ -1,4 +1,4 @@
-"""The MFT-SNN encoder as the ``mft-snn`` feature extractor (``histosynth.features.get_extractor``).
+"""The MFT-SNN encoder as the ``mft-snn`` feature extractor (``histosynth.evaluation.features.get_extractor``).
 
 Features are the L2-normalised embeddings; the images go through the extractor interface's uint8/[-1, 1]
 conventions and are resized to the size the network was trained at. Domain-specific, so never comparable
@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from histosynth.errors import HistosynthError
-from histosynth.features.base import Extractor
-from histosynth.features.weights import sha256_file
+from histosynth.evaluation.features.base import Extractor
+from histosynth.evaluation.features.weights import sha256_file
 
 
 def mft_snn_extractor(device: torch.device, weights: str | Path | None = None) -> Extractor:

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from histosynth.errors import HistosynthError
-from histosynth.torchfile import load_payload, save_atomic
+from histosynth.files.torchfile import load_payload, save_atomic
 from histosynth.snn.weights import CONV_INDICES, IMAGENET_NORM, InputNorm
 
 FORMAT = "histosynth.snn/1"

@@ -41,9 +41,9 @@ import torch.nn.functional as F
 
 from histosynth.data.store import PatchStore, sha256_file
 from histosynth.errors import DataError
-from histosynth.outputs import check_dir, swap_in, temp_beside
+from histosynth.files.outputs import check_dir, swap_in, temp_beside
 from histosynth.snn.config import PairsConfig
-from histosynth.train.data import open_store, resolve_data_root
+from histosynth.data.loader import open_store, resolve_data_root
 
 FORMAT = "histosynth.pairs/1"
 MANIFEST = "manifest.json"

@@ -85,7 +85,7 @@ def embed_images(model: MFTSNN, images_uint8_nhwc: np.ndarray | torch.Tensor, de
 
 
 def bundle_key(bundle_path: str | Path) -> str:
-    from histosynth.features.weights import sha256_file
+    from histosynth.evaluation.features.weights import sha256_file
 
     return sha256_file(bundle_path)
 

@@ -62,7 +62,7 @@ class SimilarityModel:
 
 def load_similarity(path: str | Path, device: str | torch.device = "auto", half: bool = False) -> SimilarityModel:
     """Load an ``snn.pt`` bundle (or its folder) as a frozen similarity model on ``device`` ("auto": CUDA if present)."""
-    from histosynth.features.base import resolve_device
+    from histosynth.evaluation.features.base import resolve_device
 
     dev = resolve_device(device)
     model, meta = load_bundle(path, "cpu")

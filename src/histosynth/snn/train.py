@@ -253,7 +253,7 @@ def _train(cfg: SnnConfig, device: torch.device, progress: bool | None, parent_t
         bundle = save_bundle(out_dir / FILENAME, model, extra)
         mlflow.log_artifact(str(bundle), BUNDLE_ARTIFACT)
         mlflow.log_dict({"spec": model.spec, "init": init, "stages": extra["stages"]}, f"{BUNDLE_ARTIFACT}/spec.json")
-        mlflow.set_tag("histosynth.bundle", str(bundle))
+        mlflow.set_tag("histosynth.gan.bundle", str(bundle))
         final = history[-1] if history else {}
         mlflow.log_metric("wall_s", time.perf_counter() - t0)
     registered = None

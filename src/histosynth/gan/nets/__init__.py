@@ -1,0 +1,44 @@
+"""Generator and discriminator architectures, built from a plain dict so bundles can rebuild them."""
+
+from histosynth.gan.nets.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "init_dcgan_weights", "build_generator", "build_discriminator"]
+
+
+def build_generator(spec: dict):
+    """``spec``: {arch, image_size, latent_dim, g_features, channels, num_classes, upsample}; arch ``ddpm``: see
+    :func:`histosynth.gan.nets.ddpm.build_ddpm`."""
+    arch = spec.get("arch", "dcgan")
+    if arch == "ddpm":
+        from histosynth.gan.nets.ddpm import build_ddpm  # diffusers is imported only for a DDPM
+
+        return build_ddpm(spec)
+    if arch == "dcgan":
+        return DCGANGenerator(
+            image_size=spec["image_size"],
+            latent_dim=spec.get("latent_dim", 100),
+            features=spec.get("g_features", 64),
+            channels=spec.get("channels", 3),
+            num_classes=spec.get("num_classes", 0),
+            upsample=spec.get("upsample", "deconv"),
+        )
+    from histosynth.errors import ConfigError
+
+    raise ConfigError(f"unknown generator architecture '{arch}'", "use model.arch=dcgan")
+
+
+def build_discriminator(spec: dict):
+    arch = spec.get("arch", "dcgan")
+    if arch == "dcgan":
+        return DCGANDiscriminator(
+            image_size=spec["image_size"],
+            features=spec.get("d_features", 64),
+            channels=spec.get("channels", 3),
+            num_classes=spec.get("num_classes", 0),
+            spectral_norm=spec.get("spectral_norm", False),
+            batchnorm=spec.get("d_batchnorm", True),
+            minibatch_std=spec.get("d_minibatch_std", False),
+        )
+    from histosynth.errors import ConfigError
+
+    raise ConfigError(f"unknown discriminator architecture '{arch}'", "use model.arch=dcgan")

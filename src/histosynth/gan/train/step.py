@@ -1,0 +1,155 @@
+"""One GAN update: ``d_steps`` discriminator updates (separate real and fake mini-batches) then one
+generator update, with AMP, loss scaling, gradient clipping (by norm or by value), an optional gradient
+penalty and DiffAugment (:mod:`histosynth.gan.diffaugment`) on every image D sees: real and fake in D's update, fake
+in G's.
+
+The loop is architecture-independent: any (G, D) pair with ``G(z[, y])`` and ``D(x[, y]) -> logits (B,)``.
+With an RL-EO ``reward`` (:mod:`histosynth.gan.rl_eo`) D's loss takes the similarity scores as its ``mode``
+says; the logged ``loss_d`` is the loss D minimised and ``loss_d_gan`` is the plain ``L_D``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from histosynth.device import Amp
+from histosynth.gan.losses import GANLoss, gradient_penalty
+from histosynth.gan.rl_eo import RewardOut, RLEOReward
+
+
+def clip_and_norm(params: list[nn.Parameter], limit: float, mode: str = "norm") -> torch.Tensor:
+    """Total L2 grad norm (before clipping). When ``limit`` > 0, ``norm`` rescales the gradient to a total norm
+    of at most ``limit``; ``value`` clamps every element to [-limit, limit] (which also changes its direction)."""
+    grads = [p for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    if mode == "value":
+        total = nn.utils.clip_grad_norm_(grads, math.inf)
+        if limit > 0:
+            nn.utils.clip_grad_value_(grads, limit)
+        return total
+    return nn.utils.clip_grad_norm_(grads, limit if limit > 0 else math.inf)
+
+
+class GANStep:
+    """Callable on ``[(real, y), ...]`` (``d_steps`` real batches); returns detached metric tensors.
+
+    Fakes are conditioned on the real batch's class ids (so the class mix follows the data). The last D
+    step's fake batch is reused for the G update, as in the reference DCGAN loop; D's parameters are
+    frozen during the G backward (no D weight gradients are computed there).
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        loss: GANLoss,
+        *,
+        latent_dim: int,
+        conditional: bool = False,
+        amp: Amp,
+        grad_clip: float = 0.0,
+        clip_mode: str = "norm",
+        gp_weight: float = 0.0,
+        scaler_g: torch.amp.GradScaler | None = None,
+        scaler_d: torch.amp.GradScaler | None = None,
+        reward: RLEOReward | None = None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        self.G, self.D = generator, discriminator
+        self.opt_g, self.opt_d = opt_g, opt_d
+        self.loss = loss
+        self.latent_dim = int(latent_dim)
+        self.conditional = bool(conditional)
+        self.amp = amp
+        self.grad_clip = float(grad_clip)
+        self.clip_mode = clip_mode
+        self.gp_weight = float(gp_weight)
+        self.reward = reward
+        self.augment = augment if augment else (lambda x: x)
+        self.scaler_g = scaler_g if scaler_g is not None else amp.scaler()
+        self.scaler_d = scaler_d if scaler_d is not None else amp.scaler()
+        self.g_params = [p for p in generator.parameters() if p.requires_grad]
+        self.d_params = [p for p in discriminator.parameters() if p.requires_grad]
+
+    def _d(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.D(x, y) if self.conditional else self.D(x)
+
+    def _g(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.G(z, y) if self.conditional else self.G(z)
+
+    def _acting_fake_term(self, r: RewardOut, fake_logits: torch.Tensor) -> torch.Tensor:
+        """D's fake term with the scores in it (``weighted`` / ``soft-label``; equations: :mod:`histosynth.gan.rl_eo`)."""
+        w, s = self.reward.weight, r.scores
+        if self.reward.mode == "weighted":
+            return ((1.0 - w * s) * self.loss.fake_terms(fake_logits)).mean()
+        return self.loss.fake_terms_to(fake_logits, w * s).mean()
+
+    def __call__(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
+        m: dict[str, torch.Tensor] = {}
+        fake = y = None
+        for x, labels in batches:
+            y = labels if self.conditional else None
+            z = torch.randn(x.shape[0], self.latent_dim, device=x.device)
+            with self.amp.autocast():
+                fake = self._g(z, y)
+            # RL-EO: the SNN scores (real_i, fake_i) beside D's forward passes (a side stream on CUDA)
+            pending = self.reward.start(x, fake.detach(), labels) if self.reward is not None else None
+            with self.amp.autocast():
+                real_logits = self._d(self.augment(x), y)  # separate real and fake mini-batches (Salimans et al.)
+                fake_logits = self._d(self.augment(fake.detach()), y)
+            loss_real = self.loss.d_real(real_logits)
+            loss_fake = self.loss.d_fake(fake_logits)
+            r = pending.result() if pending is not None and self.reward.mode != "paper" else None
+            loss_d = loss_real + (self._acting_fake_term(r, fake_logits) if r is not None else loss_fake)
+            loss_d_gan = loss_real + loss_fake
+            if self.gp_weight > 0:
+                gp = gradient_penalty(self.D, x, fake, y)
+                loss_d = loss_d + self.gp_weight * gp
+                loss_d_gan = loss_d_gan + self.gp_weight * gp
+                m["gp"] = gp.detach()
+            if pending is not None:
+                r = pending.result()
+                assert not (r.reward.requires_grad or r.scores.requires_grad), "the RL-EO reward must carry no graph (frozen SNN, detached fakes)"
+                m["loss_d_gan"] = loss_d_gan.detach()
+                m["rl_eo/reward"] = r.reward
+                m["rl_eo/similarity"] = r.similarity
+                if self.reward.mode == "paper":
+                    loss_d = loss_d - r.reward  # the paper: D minimises L_D - reward (no gradient: see rl_eo)
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler_d.scale(loss_d).backward()
+            self.scaler_d.unscale_(self.opt_d)
+            m["grad_norm_d"] = clip_and_norm(self.d_params, self.grad_clip, self.clip_mode).detach()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            m["loss_d"] = loss_d.detach()
+            m["loss_d_real"] = loss_real.detach()
+            m["loss_d_fake"] = loss_fake.detach()
+            m["d_real"] = torch.sigmoid(real_logits.detach().float()).mean()
+            m["d_fake"] = torch.sigmoid(fake_logits.detach().float()).mean()
+
+        assert fake is not None, "GANStep needs at least one real batch"
+        for p in self.d_params:
+            p.requires_grad_(False)
+        try:
+            with self.amp.autocast():
+                g_logits = self._d(self.augment(fake), y)
+            loss_g = self.loss.g_loss(g_logits)
+            self.opt_g.zero_grad(set_to_none=True)
+            self.scaler_g.scale(loss_g).backward()
+        finally:
+            for p in self.d_params:
+                p.requires_grad_(True)
+        self.scaler_g.unscale_(self.opt_g)
+        m["grad_norm_g"] = clip_and_norm(self.g_params, self.grad_clip, self.clip_mode).detach()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        m["loss_g"] = loss_g.detach()
+        m["d_fake_g"] = torch.sigmoid(g_logits.detach().float()).mean()
+        return m
