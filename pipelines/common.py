@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-import yaml
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Dataset, Metrics, Model
 
 from components import evaluate_gan, export_onnx, register_gan
+from histosynth.config import resolved_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -27,9 +27,10 @@ Outputs = NamedTuple("Outputs", [("generator", Model), ("onnx_model", Model), ("
 
 
 def preset_json(name: str) -> str:
-    """A preset of ``configs/`` as one line of JSON (valid YAML): KFP copies defaults unescaped into the IR's header
-    comment, so a multi-line default would make the compiled file unparseable."""
-    return json.dumps(yaml.safe_load((ROOT / "configs" / name).read_text()))
+    """A preset of ``configs/``, resolved (every setting, no ``extends:``), as one line of JSON (valid YAML): KFP
+    copies defaults unescaped into the IR's header comment, so a multi-line default would make the compiled file
+    unparseable."""
+    return json.dumps(resolved_preset(ROOT / "configs" / name))
 
 
 def compile_pipeline(pipeline, path) -> Path:

@@ -158,3 +158,8 @@ def quiet_telemetry() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def configs_dir() -> Path:
+    """``configs/`` (the YAML presets) of the source checkout: presets are not packaged (images copy them)."""
+    return Path(__file__).resolve().parents[2] / "configs"

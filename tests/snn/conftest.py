@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from histosynth.data.store import Patch, write_store
-from histosynth.snn.config import load_snn_config
+from histosynth.config.snn import load_snn_config
 
 CLASSES = ["benign", "invasive"]
 SIZE = 32

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from histosynth.cli import _register, app
 from histosynth.errors import HistosynthError
-from histosynth.snn.config import load_snn_config
+from histosynth.config.snn import load_snn_config
 
 REPO = Path(__file__).resolve().parents[2]
 _register()

@@ -10,7 +10,7 @@ import torch
 
 from histosynth.data.store import PatchStore
 from histosynth.errors import DataError
-from histosynth.snn.config import load_snn_config
+from histosynth.config.snn import load_snn_config
 from histosynth.snn.pairs import PairSet, augment, build_pairs, make_pairs
 
 pytestmark = pytest.mark.unit

@@ -114,7 +114,7 @@ def run(
 
     configure_log(verbose)
     from histosynth.config import load_config
-    from histosynth.snn.config import load_snn_config
+    from histosynth.config.snn import load_snn_config
 
     module = load_pipeline(name)
     accepted = set(module.PIPELINE.component_spec.inputs or {})
@@ -123,11 +123,11 @@ def run(
     if config is None:
         raise HistosynthError(f"pipeline '{name}' has no default preset", "pass --config configs/<preset>.yaml")
     load_config(config, [*(set_ or []), *([f"rl_eo.mode={rl_eo_mode}"] if rl_eo_mode else [])])  # fail fast on a bad preset/override, before any step runs
-    arguments = {"config_yaml": Path(config).read_text(), "overrides": list(set_ or [])}
+    arguments = {"config_yaml": load_config(config).to_yaml(), "overrides": list(set_ or [])}  # resolved: steps need no configs/
     if "snn_config_yaml" in accepted:
         snn_config = snn_config or presets["snn_config_yaml"]
         load_snn_config(snn_config, snn_set or [])
-        arguments.update(snn_config_yaml=Path(snn_config).read_text(), snn_overrides=list(snn_set or []))
+        arguments.update(snn_config_yaml=load_snn_config(snn_config).to_yaml(), snn_overrides=list(snn_set or []))
         if rl_eo_mode:
             arguments["rl_eo_mode"] = rl_eo_mode
     elif snn_config or snn_set or rl_eo_mode:

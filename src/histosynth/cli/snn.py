@@ -10,10 +10,9 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.syntax import Syntax
 
 from histosynth.cli import app
-from histosynth.cli.common import ConfigOpt, DryRunOpt, ForceOpt, SetOpt, out
+from histosynth.cli.common import ConfigOpt, DryRunOpt, ForceOpt, SetOpt, out, resolve
 from histosynth.errors import DataError, HistosynthError
 from histosynth.files.outputs import check_dir, check_file
 
@@ -28,13 +27,9 @@ TrackingOpt = typer.Option("", "--tracking-uri", help="MLflow tracking/registry 
 
 
 def _resolve(config: Optional[Path], overrides: list[str], dry_run: bool):
-    from histosynth.snn.config import load_snn_config
+    from histosynth.config.snn import load_snn_config
 
-    cfg = load_snn_config(config, overrides)
-    if dry_run:
-        out.print(Syntax(cfg.to_yaml(), "yaml"))
-        return None
-    return cfg
+    return resolve(config, overrides, dry_run, load=load_snn_config)
 
 
 def _read_images(paths: list[Path]) -> np.ndarray:

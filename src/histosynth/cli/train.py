@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.syntax import Syntax
 
 from histosynth.cli import app
-from histosynth.cli.common import ConfigOpt, DryRunOpt, SetOpt, out, resolve
+from histosynth.cli.common import ConfigOpt, DryRunOpt, SetOpt, out, print_config, resolve
 
 ResumeOpt = typer.Option(None, "--resume", "-r", help="Continue exactly from a checkpoint (.pt, or a run's checkpoints/ folder). Without --config the checkpoint's own config is used; -s overrides apply on top (e.g. -s train.epochs=50).")
 ProgressOpt = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: only on a terminal).")
@@ -30,7 +29,7 @@ def train(
     if resume is not None and config is None:
         cfg = config_from_checkpoint(resume, set_ or [])
         if dry_run:
-            out.print(Syntax(cfg.to_yaml(), "yaml"))
+            print_config(cfg)
             return
     else:
         cfg = resolve(config, set_, dry_run)

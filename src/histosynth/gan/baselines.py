@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from histosynth import defaults
 from histosynth.errors import ConfigError
 
 # Table 1 name -> preset stem.
@@ -37,17 +38,12 @@ PAPER_FID_BACH64: dict[str, float] = {
 SCALES = ("samples", "paper")
 
 
-def configs_dir() -> Path:
-    """``configs/`` of the checkout (the presets are not packaged)."""
-    return Path(__file__).resolve().parents[3] / "configs"
-
-
 def preset_path(method: str, scale: str = "samples") -> Path:
     """``preset_path("SN-GAN")`` or ``preset_path("sngan", "paper")`` -> the YAML preset."""
     if scale not in SCALES:
         raise ConfigError(f"unknown preset scale '{scale}'", f"use one of: {', '.join(SCALES)}")
     stem = TABLE1.get(method) or LOSS_PRESETS.get(method) or method
-    path = configs_dir() / f"{stem}-{scale}.yaml"
+    path = defaults.configs_dir() / f"{stem}-{scale}.yaml"
     if not path.is_file():
         known = ", ".join(sorted({*TABLE1, *LOSS_PRESETS, *TABLE1.values(), *LOSS_PRESETS.values()}))
         raise ConfigError(f"no preset for method '{method}' at scale '{scale}' ({path})", f"use one of: {known}")

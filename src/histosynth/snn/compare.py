@@ -20,7 +20,7 @@ import numpy as np
 
 from histosynth import defaults, tracking
 from histosynth.device import resolve_device
-from histosynth.snn.config import SnnConfig, validate
+from histosynth.config.snn import SnnConfig, validate
 from histosynth.snn.mft_snn import load_bundle
 from histosynth.snn.pairs import PairSet
 from histosynth.snn.score import pair_metrics, pair_similarities

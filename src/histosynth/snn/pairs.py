@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from histosynth.data.store import PatchStore, sha256_file
 from histosynth.errors import DataError
 from histosynth.files.outputs import check_dir, swap_in, temp_beside
-from histosynth.snn.config import PairsConfig
+from histosynth.config.snn import PairsConfig
 from histosynth.data.loader import open_store, resolve_data_root
 
 FORMAT = "histosynth.pairs/1"

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from histosynth.snn.config import SnnConfig, load_snn_config
+from histosynth.config.snn import SnnConfig, load_snn_config
 from histosynth.snn.mft_snn import FILENAME
 
 

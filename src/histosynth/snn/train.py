@@ -27,7 +27,7 @@ import torch
 from histosynth import defaults, tracking
 from histosynth.device import describe, determinism, resolve_device, seed_everything
 from histosynth.errors import ConfigError
-from histosynth.snn.config import SnnConfig, config_hash, validate
+from histosynth.config.snn import SnnConfig, config_hash, validate
 from histosynth.snn.mft_snn import FILENAME, MFTSNN, read_bundle, save_bundle, snn_loss
 from histosynth.snn.pairs import PairSet
 from histosynth.snn.score import pair_metrics, pair_similarities

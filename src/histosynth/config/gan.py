@@ -1,20 +1,11 @@
-"""Typed run configuration: dataclass defaults, YAML presets (``configs/``) and ``key=value`` overrides.
-
-A preset only lists what differs from the defaults below; unknown keys are errors, so a typo in a preset
-never silently trains the wrong model.
-"""
+"""The GAN training config (``histosynth train``): dataclass defaults, the only ones; presets in ``configs/``."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, get_type_hints
-
-import yaml
 
 from histosynth import defaults
+from histosynth.config.base import Schema, Sections
 from histosynth.errors import ConfigError
 
 
@@ -119,7 +110,7 @@ class TrackingConfig:
 
 
 @dataclass
-class Config:
+class Config(Sections):
     method: str = "dcgan"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -130,115 +121,6 @@ class Config:
     rl_eo: RLEOConfig = field(default_factory=RLEOConfig)
     ddpm: DDPMConfig = field(default_factory=DDPMConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def flat(self) -> dict[str, Any]:
-        """``section.key -> value``, the form MLflow params take."""
-        return flatten_sections(self.to_dict())
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-def flatten_sections(config: dict[str, Any]) -> dict[str, Any]:
-    """``{"train": {"epochs": 3}, "method": "x"}`` -> ``{"train.epochs": 3, "method": "x"}``."""
-    out: dict[str, Any] = {}
-    for section, values in config.items():
-        if isinstance(values, dict):
-            out.update({f"{section}.{k}": v for k, v in values.items()})
-        else:
-            out[section] = values
-    return out
-
-
-def _coerce(value: Any, typ: Any, where: str) -> Any:
-    """Check/convert a YAML or CLI value to the annotated type (ints stay ints: KFP cares)."""
-    origin = getattr(typ, "__origin__", None)
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        try:
-            return int(value)
-        except ValueError as e:
-            raise ConfigError(f"{where} must be an integer, got {value!r}") from e
-    if typ is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{where} must be a number, got {value!r}") from e
-    if typ is str:
-        return "" if value is None else str(value)
-    if origin is list or (origin is None and str(typ).startswith("list")) or "list" in str(typ):
-        if value is None and "None" in str(typ):
-            return None
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        return [str(v) for v in value]
-    return value
-
-
-def _merge(obj: Any, updates: dict[str, Any], where: str) -> None:
-    hints = get_type_hints(type(obj))
-    for key, value in updates.items():
-        path = f"{where}.{key}" if where else key
-        if key not in hints:
-            known = ", ".join(sorted(hints))
-            raise ConfigError(f"unknown config key '{path}'", f"use one of: {known}")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ConfigError(f"'{path}' is a section; give it a mapping of keys")
-            _merge(current, value, path)
-        else:
-            setattr(obj, key, _coerce(value, hints[key], path))
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``train.epochs=3`` -> (["train", "epochs"], 3); values are parsed as YAML scalars."""
-    if "=" not in text:
-        raise ConfigError(f"override '{text}' has no '='", "write overrides as section.key=value, e.g. train.epochs=3")
-    key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
-
-
-def read_preset(preset: str | Path, example: str = "configs/dcgan-samples.yaml") -> dict[str, Any]:
-    """A YAML preset as a mapping of sections, with a clear error for a missing, invalid or non-mapping file."""
-    path = Path(preset)
-    if not path.is_file():
-        raise ConfigError(f"config preset '{path}' not found", f"pass a file from configs/, e.g. {example}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config preset '{path}' is not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"config preset '{path}' must be a mapping of sections")
-    return data
-
-
-def load_config(preset: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML preset, then ``section.key=value`` overrides."""
-    cfg = Config()
-    if preset:
-        _merge(cfg, read_preset(preset), "")
-    return apply_overrides(cfg, overrides)
-
-
-def config_from_dict(data: dict[str, Any]) -> Config:
-    cfg = Config()
-    _merge(cfg, data, "")
-    return cfg
 
 
 def validate(cfg: Config) -> None:
@@ -264,19 +146,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("method=ddpm with rl_eo.enabled=true: the RL-EO reward shapes a GAN discriminator, and a DDPM has none", "use rl_eo.enabled=false, or a GAN preset such as configs/rl-eo-samples.yaml")
 
 
-def config_hash(cfg: Config) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-
-
-def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
-    """Apply ``section.key=value`` overrides to an existing config (in place) and validate it."""
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        nested: Any = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        _merge(cfg, nested, "")
-    validate(cfg)
-    return cfg
+GAN = Schema(Config, validate, "configs/dcgan-samples.yaml")
+load_config = GAN.load
+config_from_dict = GAN.from_dict
+apply_overrides = GAN.apply_overrides

@@ -1,23 +1,15 @@
-"""Typed MFT-SNN configuration: dataclass defaults (the paper's values), YAML presets, ``key=value`` overrides.
-
-Same rules as :mod:`histosynth.config` (whose ``_merge``/``parse_override`` it reuses): a preset lists only
-what differs from the defaults, and unknown keys are errors.
-"""
+"""The MFT-SNN config (``histosynth snn``): dataclass defaults (the paper's values), the only ones; presets in
+``configs/mft-snn-*.yaml``."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import yaml
 
 from histosynth import defaults
-from histosynth.config import _merge, flatten_sections, parse_override, read_preset
+from histosynth.config.base import Schema, Sections, config_hash
 from histosynth.errors import ConfigError
+
+__all__ = ["SNN", "PairsConfig", "SnnConfig", "StageConfig", "apply_overrides", "config_hash", "load_snn_config", "snn_config_from_dict", "validate"]
 
 INITS = ("imagenet", "hed", "random")
 STAGES = ("1", "2", "single")
@@ -106,7 +98,7 @@ class ToolsConfig:
 
 
 @dataclass
-class SnnConfig:
+class SnnConfig(Sections):
     method: str = "mft-snn"
     pairs: PairsConfig = field(default_factory=PairsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -117,15 +109,6 @@ class SnnConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     tools: ToolsConfig = field(default_factory=ToolsConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def flat(self) -> dict[str, Any]:
-        return flatten_sections(self.to_dict())
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def stage_cfg(self, stage: str | None = None) -> StageConfig:
         """Stage 1 settings for stage 1; stage 2 settings for stage 2; single-stage trains on patches (stage 2's
@@ -166,30 +149,8 @@ def validate(cfg: SnnConfig) -> None:
         raise ConfigError("loss.margin must be > 0")
 
 
-def apply_overrides(cfg: SnnConfig, overrides: list[str] | None) -> SnnConfig:
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        nested: Any = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        _merge(cfg, nested, "")
-    validate(cfg)
-    return cfg
 
-
-def load_snn_config(preset: str | Path | None = None, overrides: list[str] | None = None) -> SnnConfig:
-    """Defaults, then the YAML preset, then ``section.key=value`` overrides."""
-    cfg = SnnConfig()
-    if preset:
-        _merge(cfg, read_preset(preset, "configs/mft-snn-samples.yaml"), "")
-    return apply_overrides(cfg, overrides)
-
-
-def snn_config_from_dict(data: dict[str, Any]) -> SnnConfig:
-    cfg = SnnConfig()
-    _merge(cfg, data, "")
-    return cfg
-
-
-def config_hash(cfg: SnnConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+SNN = Schema(SnnConfig, validate, "configs/mft-snn-samples.yaml")
+load_snn_config = SNN.load
+snn_config_from_dict = SNN.from_dict
+apply_overrides = SNN.apply_overrides
