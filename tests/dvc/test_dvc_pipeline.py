@@ -30,11 +30,13 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A fresh git + DVC repo holding the project's dvc.yaml, params.yaml and .dvc/config."""
+    """A fresh git + DVC repo holding the project's dvc.yaml, params.yaml, configs/ (the pairs stage's preset)
+    and .dvc/config."""
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo)
     shutil.copy(ROOT / "params.yaml", repo)
+    shutil.copytree(ROOT / "configs", repo / "configs")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     env["HISTOSYNTH_DATA"] = str(repo / "data")
     run(["git", "init", "-q"], repo, env)
@@ -81,3 +83,10 @@ def test_param_change_reruns_only_downstream(project):
     log = run(["dvc", "repro"], repo, env)
     assert "Running stage 'splits'" in log
     assert "Running stage 'samples'" not in log and "Running stage 'patches'" not in log
+    # the pairs stage follows the pair settings of its preset, and only those
+    preset = repo / "configs" / "mft-snn-samples.yaml"
+    preset.write_text(preset.read_text().replace("pairs: {}", "pairs:\n  seed: 1"))
+    log = run(["dvc", "repro"], repo, env)
+    assert "Running stage 'pairs'" in log and "Running stage 'splits'" not in log
+    preset.write_text(preset.read_text().replace("log_every: 5", "log_every: 6"))
+    assert "Running stage" not in run(["dvc", "repro"], repo, env)
