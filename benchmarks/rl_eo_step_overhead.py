@@ -38,7 +38,8 @@ from histosynth.config import load_config
 from histosynth.data.store import Patch, PatchStore, write_store
 from histosynth.device import amp_for, determinism, resolve_device, sync
 from histosynth.gan.losses import loss_from_config
-from histosynth.gan.rl_eo import RLEOReward, load_similarity, vgg16_standin
+from histosynth.gan.rl_eo import RLEOReward, vgg16_standin
+from histosynth.gan.train.similarity import load_similarity
 from histosynth.gan.train import GANStep, build_models, build_optimizers
 from histosynth.data.loader import BatchSource
 from histosynth.gan.train.trainer import MetricMeter

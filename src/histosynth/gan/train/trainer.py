@@ -27,7 +27,8 @@ from histosynth.gan.weight_ema import GeneratorEMA
 from histosynth.errors import ConfigError, HistosynthError
 from histosynth.gan.losses import loss_from_config
 from histosynth.gan.nets import build_discriminator, build_generator, init_dcgan_weights
-from histosynth.gan.rl_eo import REWARD_GRADIENT, Similarity, reward_from_config
+from histosynth.gan.rl_eo import REWARD_GRADIENT, Similarity
+from histosynth.gan.train.similarity import reward_from_config
 from histosynth.gan.train.checkpoint import LAST, load_checkpoint, save_checkpoint
 from histosynth.data.loader import BatchSource, open_store
 from histosynth.gan.train.plots import loss_curve, reward_curve, sample_grid
