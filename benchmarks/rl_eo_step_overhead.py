@@ -3,11 +3,12 @@
 
 Both variants are ``histosynth.gan.train.GANStep`` on the improved-DCGAN settings (BCE with label smoothing 0.9,
 non-saturating G, clipping 0.1, AMP policy of the trainer, deterministic kernels as the trainer's default),
-each with its own models, fed batches by the trainer's ``BatchSource``. ``rl-eo`` adds
+each with its own models, run by the trainer's loop on batches from its ``BatchSource`` (train_throughput.py's
+``Histosynth`` runner). ``rl-eo`` adds
 ``histosynth.gan.rl_eo.RLEOReward``: the frozen similarity network on (real_i, fake_i) for every pair, under
 no_grad, on the training device, half precision on CUDA (``--no-half`` for fp32).
 
-The similarity network: ``--snn PATH`` loads the trained MFT-SNN (``histosynth.snn.load_similarity``); without
+The similarity network: ``--snn PATH`` loads the trained MFT-SNN (as the trainer does: ``histosynth.gan.train.similarity``); without
 it a *stand-in* with the MFT-SNN encoder's architecture is used (torchvision VGG-16 conv layers, random seeded
 weights, cosine of the flattened features) -- its cost is the encoder's cost, its scores mean nothing.
 
@@ -34,14 +35,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from histosynth.config import load_config
-from histosynth.data.store import Patch, PatchStore, write_store
-from histosynth.device import amp_for, determinism, resolve_device, sync
-from histosynth.gan.losses import loss_from_config
-from histosynth.gan.rl_eo import RLEOReward, load_similarity, vgg16_standin
-from histosynth.gan.train import GANStep, build_models, build_optimizers
-from histosynth.data.loader import BatchSource
-from histosynth.gan.train.trainer import MetricMeter
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_throughput import Histosynth as Runner  # noqa: E402  (the trainer's loop and step, + the reward)
+
+from histosynth.config import load_config  # noqa: E402
+from histosynth.data.store import Patch, PatchStore, write_store  # noqa: E402
+from histosynth.device import amp_for, determinism, resolve_device, sync  # noqa: E402
+from histosynth.gan.rl_eo import RLEOReward, vgg16_standin  # noqa: E402
+from histosynth.gan.train.similarity import load_similarity  # noqa: E402
 
 VARIANTS = ("dcgan", "rl-eo")
 
@@ -50,30 +52,6 @@ def make_store(root: Path, n: int, size: int) -> PatchStore:
     rng = np.random.default_rng(0)
     patches = (Patch(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), ("a", "b")[i % 2]) for i in range(n))
     return PatchStore(write_store(root / "bench-store", patches, classes=["a", "b"]))
-
-
-class Runner:
-    """The trainer's per-step work: a batch from the uint8 store, GANStep, on-device metric sums."""
-
-    def __init__(self, cfg, store, device, reward=None):
-        torch.manual_seed(0)
-        self.device, self.deterministic = device, cfg.train.deterministic
-        self.source = BatchSource(store, batch_size=cfg.train.batch_size, image_size=cfg.data.image_size, device=device, seed=0)
-        G, D = build_models(cfg, 0, device)
-        opt_g, opt_d = build_optimizers(cfg, G, D)
-        amp = amp_for(device, cfg.train.amp)
-        self.step_fn = GANStep(G, D, opt_g, opt_d, loss_from_config(cfg.loss), latent_dim=cfg.model.latent_dim, amp=amp, grad_clip=cfg.optim.grad_clip, reward=reward)
-        self.meter = MetricMeter()
-        self.perm, self.i = self.source.permutation(), 0
-
-    def step(self):
-        if (self.i + 1) * self.source.batch_size > self.source.n:
-            self.perm, self.i = self.source.permutation(), 0
-        idx = self.perm[self.i * self.source.batch_size : (self.i + 1) * self.source.batch_size]
-        self.i += 1
-        with determinism(self.device, self.deterministic):
-            x, y = self.source.batch(idx)
-            self.meter.add(self.step_fn([(x, y)]))
 
 
 def main() -> None:
@@ -114,8 +92,7 @@ def main() -> None:
     reward = RLEOReward(similarity, cfg.rl_eo.weight, classes=["a", "b"], device=device, half=cfg.rl_eo.half, overlap=args.overlap, graph=args.graph)
     runners = {"dcgan": Runner(cfg, store, device), "rl-eo": Runner(cfg, store, device, reward)}
     for r in runners.values():
-        for _ in range(args.warmup):
-            r.step()
+        r.run(args.warmup)
     sync(device)
     load_before = os.getloadavg()[0]
 
@@ -124,14 +101,13 @@ def main() -> None:
         for v in VARIANTS if rep % 2 == 0 else VARIANTS[::-1]:
             sync(device)
             t0 = time.perf_counter()
-            for _ in range(args.steps):
-                runners[v].step()
+            runners[v].run(args.steps)
             sync(device)
             ms[v].append(1000 * (time.perf_counter() - t0) / args.steps)
             print(f"rep {rep + 1}/{args.reps} {v:<6} {ms[v][-1]:8.2f} ms/step", file=sys.stderr, flush=True)
 
     # the similarity forward alone, on a batch of real/fake pairs from the rl-eo runner
-    x, _ = runners["rl-eo"].source.batch(runners["rl-eo"].perm[: args.batch])
+    x, _ = runners["rl-eo"].source.batch(torch.arange(args.batch))
     fake = torch.rand_like(x) * 2 - 1
     snn_ms = []
     with determinism(device, args.deterministic):

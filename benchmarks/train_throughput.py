@@ -3,7 +3,8 @@
 
 One DCGAN step = D on a real batch + D on a fake batch + one G update, 64 px, batch 64 by default.
 
-* ``histosynth``: what ``histosynth.gan.train`` runs per step (in its default deterministic-kernels mode): a batch gathered from the uint8 patch tensor and
+* ``histosynth``: what ``histosynth.gan.train`` runs per step (in its default deterministic-kernels mode), in its
+  training loop (``histosynth.gan.train.loop.TrainLoop``): a batch gathered from the uint8 patch tensor and
   converted to float [-1, 1] on the device, ``GANStep`` (BCE with label smoothing 0.9, non-saturating G,
   gradient clipping by norm 0.1 with grad-norm metrics, AMP on CUDA per the trainer's policy, D frozen during
   the G backward) and the on-device metric sums.
@@ -49,7 +50,8 @@ from histosynth.device import amp_for, determinism, resolve_device, sync
 from histosynth.gan.losses import loss_from_config
 from histosynth.gan.train import GANStep, build_models, build_optimizers
 from histosynth.data.loader import BatchSource
-from histosynth.gan.train.trainer import MetricMeter
+from histosynth.gan.train.callbacks import MeterUpdate
+from histosynth.gan.train.loop import LoopState, TrainLoop
 
 VARIANTS = ("histosynth", "reference")
 
@@ -74,9 +76,10 @@ def make_store(root: Path, n: int, size: int) -> PatchStore:
 
 
 class Histosynth:
-    """The trainer's per-step work (see histosynth.gan.train.trainer), under its determinism setting."""
+    """The trainer's per-step work (see histosynth.gan.train.trainer): its :class:`TrainLoop` over the uint8 store,
+    ``GANStep`` (with RL-EO's ``reward`` when given) and the on-device metric sums, under its determinism setting."""
 
-    def __init__(self, cfg, store, device):
+    def __init__(self, cfg, store, device, reward=None):
         torch.manual_seed(0)
         self.device = device
         self.deterministic = cfg.train.deterministic
@@ -84,18 +87,13 @@ class Histosynth:
         G, D = build_models(cfg, 0, device)
         opt_g, opt_d = build_optimizers(cfg, G, D)
         self.amp = amp_for(device, cfg.train.amp)
-        self.step_fn = GANStep(G, D, opt_g, opt_d, loss_from_config(cfg.loss), latent_dim=cfg.model.latent_dim, amp=self.amp, grad_clip=cfg.optim.grad_clip)
-        self.meter = MetricMeter()
-        self.perm, self.i = self.source.permutation(), 0
+        step_fn = GANStep(G, D, opt_g, opt_d, loss_from_config(cfg.loss), latent_dim=cfg.model.latent_dim, amp=self.amp, grad_clip=cfg.optim.grad_clip, reward=reward)
+        endless = LoopState(total_steps=sys.maxsize, epochs=sys.maxsize, steps_per_epoch=len(self.source))
+        self.loop = TrainLoop(step_fn, self.source, endless, [MeterUpdate()])
 
-    def step(self):
-        if (self.i + 1) * self.source.batch_size > self.source.n:
-            self.perm, self.i = self.source.permutation(), 0
-        idx = self.perm[self.i * self.source.batch_size : (self.i + 1) * self.source.batch_size]
-        self.i += 1
+    def run(self, steps: int) -> None:
         with determinism(self.device, self.deterministic):
-            x, y = self.source.batch(idx)
-            self.meter.add(self.step_fn([(x, y)]))
+            self.loop.run(steps)
 
 
 class Reference:
@@ -114,6 +112,10 @@ class Reference:
         b = cfg.train.batch_size
         self.batches = [imgs[i : i + b].to(device) for i in range(0, len(imgs) - b + 1, b)]
         self.i = 0
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self.step()
 
     def step(self):
         real_label, fake_label = 1.0, 0.0
@@ -159,8 +161,7 @@ def memory_probe(args) -> None:
         store = make_store(Path(tmp), args.patches, args.image_size)
         runner = (Histosynth if args.probe == "histosynth" else Reference)(cfg, store, device)
         base = rss_bytes()
-        for _ in range(args.warmup + args.steps):
-            runner.step()
+        runner.run(args.warmup + args.steps)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     print(json.dumps({"peak_delta_mb": (peak - base) / 2**20, "rss_after_setup_mb": base / 2**20}))
 
@@ -200,8 +201,7 @@ def main() -> None:
     store = make_store(Path(tmp.name), args.patches, args.image_size)
     runners = {"histosynth": Histosynth(cfg, store, device), "reference": Reference(cfg, store, device)}
     for r in runners.values():
-        for _ in range(args.warmup):
-            r.step()
+        r.run(args.warmup)
     sync(device)
     load_before = os.getloadavg()[0]
 
@@ -215,8 +215,7 @@ def main() -> None:
                 before = torch.cuda.memory_allocated(device)
                 torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
-            for _ in range(args.steps):
-                runners[v].step()
+            runners[v].run(args.steps)
             sync(device)
             dt = time.perf_counter() - t0
             ips[v].append(args.steps * args.batch / dt)

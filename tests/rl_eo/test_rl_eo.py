@@ -16,7 +16,8 @@ from histosynth.device import amp_for
 from histosynth.errors import ConfigError, HistosynthError
 from histosynth.gan.losses import get_loss
 from histosynth.gan.nets import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
-from histosynth.gan.rl_eo import SNN_FIX, RLEOReward, load_similarity, reward_from_config
+from histosynth.gan.rl_eo import RLEOReward
+from histosynth.gan.train.similarity import SNN_FIX, load_similarity, reward_from_config
 from histosynth.gan.train import GANStep, load_checkpoint, train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -221,3 +222,17 @@ def test_rl_eo_run_logs_reward_per_step_epoch_class_and_curve(make_cfg, similari
     a, b = load_checkpoint(result.checkpoint), load_checkpoint(plain.checkpoint)
     for net in ("generator", "discriminator"):
         assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
+
+
+@pytest.mark.unit
+def test_rl_eo_does_not_import_the_snn_package():
+    """The similarity network is injected: the SNN is loaded by histosynth.gan.train.similarity, not by rl_eo."""
+    import ast
+    import inspect
+
+    import histosynth.gan.rl_eo as rl_eo
+
+    tree = ast.parse(inspect.getsource(rl_eo))
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in names if m.startswith("histosynth.snn")]

@@ -33,9 +33,10 @@ Cost: the SNN runs under ``torch.no_grad`` on the training device, in half preci
 falls back to fp32), on a side CUDA stream beside D's forward passes, with no host synchronisation per step.
 ``benchmarks/rl_eo_step_overhead.py`` measures the step-time overhead.
 
-The similarity network is anything matching :data:`Similarity`: ``(a, b) -> (N,)`` scores in [0, 1] for NCHW
-image batches in [-1, 1]. The trained MFT-SNN is loaded lazily from ``rl_eo.snn`` through
-``histosynth.snn.load_similarity`` (only imported when a run asks for it).
+The similarity network is injected: anything matching :data:`Similarity`, ``(a, b) -> (N,)`` scores in [0, 1]
+for NCHW image batches in [-1, 1]. This module does not know where it comes from (so the GAN code does not
+depend on the SNN package); the trainer loads the trained MFT-SNN named by ``rl_eo.snn``
+(:mod:`histosynth.gan.train.similarity`), tests and benchmarks pass their own.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -57,7 +57,6 @@ log = logging.getLogger("histosynth.gan.rl_eo")
 Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``similarity(a, b) -> (N,)`` in [0, 1] for two NCHW image batches in [-1, 1] of the same shape."""
 
-SNN_FIX = "train one with `histosynth snn train` and set rl_eo.snn=PATH to its output"
 MODES = ("paper", "weighted", "soft-label")
 REWARD_GRADIENT = {
     "paper": "none: constant wrt D and G parameters (frozen SNN, detached fakes); D's updates equal the plain GAN's",
@@ -65,26 +64,6 @@ REWARD_GRADIENT = {
     "soft-label": "D only: D's target for fake i is w*s_i instead of 0; G's loss has no reward",
 }
 RANGE_TOL = 1e-3  # similarity scores this far outside [0, 1] are accepted (rounding) and clamped
-
-
-def load_similarity(path: str | Path, device: torch.device) -> Similarity:
-    """The frozen MFT-SNN at ``path`` as a :data:`Similarity` (``histosynth.snn.load_similarity(...).similarity``)."""
-    if not str(path):
-        raise ConfigError("rl_eo.enabled=true but rl_eo.snn is empty", SNN_FIX)
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise HistosynthError(f"similarity network rl_eo.snn='{path}' not found", SNN_FIX)
-    try:
-        from histosynth.snn import load_similarity as _load
-    except ImportError as e:
-        if (getattr(e, "name", "") or "").startswith("histosynth.snn") or "histosynth.snn" in str(e):
-            raise HistosynthError(f"rl_eo.snn is set but the similarity network code is missing ({e})", SNN_FIX) from e
-        raise
-    # building the network may draw from the global RNG (layer init before the weights are loaded): keep that
-    # off the training RNG, so a run's noise and shuffles do not depend on whether it loads an SNN
-    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
-        model = _load(p, device)
-    return model.similarity
 
 
 def safe_name(name: str) -> str:
@@ -310,15 +289,6 @@ def freeze(similarity: Similarity) -> None:
             m.eval()
             for p in m.parameters():
                 p.requires_grad_(False)
-
-
-def reward_from_config(cfg: Any, classes: list[str], device: torch.device, similarity: Similarity | None = None) -> RLEOReward | None:
-    """The run's :class:`RLEOReward` (None unless ``rl_eo.enabled``); ``similarity`` overrides ``rl_eo.snn``."""
-    rl = cfg.rl_eo
-    if not rl.enabled:
-        return None
-    sim = similarity if similarity is not None else load_similarity(rl.snn, device)
-    return RLEOReward(sim, rl.weight, mode=rl.mode, classes=classes, device=device, half=rl.half)
 
 
 class CosineSimilarity(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""GAN training: the loop, its checkpoints and batches. Entry point: :func:`train`."""
+"""GAN training: the loop and its callbacks, checkpoints and batches. Entry point: :func:`train`."""
 
 from histosynth.gan.train.checkpoint import load_checkpoint, save_checkpoint
 from histosynth.gan.train.step import GANStep

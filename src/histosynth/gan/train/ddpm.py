@@ -1,6 +1,7 @@
 """Training the DDPM baseline (``method: ddpm``) in the GANs' harness: the same batches (data split, flips,
-seed), one MLflow run with the config as params, the loss curve, sample grids from fixed noise, a checkpoint
-and a generator bundle that ``histosynth evaluate`` scores and the registry registers like a GAN's.
+seed), the same loop and callbacks (:mod:`histosynth.gan.train.callbacks`), one MLflow run with the config as
+params, the loss curve, sample grids from fixed noise, a checkpoint and a generator bundle that
+``histosynth evaluate`` scores and the registry registers like a GAN's.
 
 The optimiser settings are the GANs' (``optim.lr_g``, betas, clipping); ``train.ema_decay`` averages the UNet
 (Ho et al. sample from an EMA). Resuming and class conditioning are not supported for it.
@@ -12,22 +13,21 @@ import logging
 import math
 import time
 from dataclasses import asdict
+from typing import Any
 
 import torch
 
-import histosynth
-from histosynth.gan import bundle as bundle_mod
-from histosynth import tracking
-from histosynth.config import Config, config_hash
-from histosynth.device import amp_for, describe, seed_everything
-from histosynth.gan.weight_ema import GeneratorEMA
+from histosynth.config import Config
+from histosynth.device import Amp, amp_for, seed_everything
 from histosynth.errors import ConfigError, HistosynthError
 from histosynth.gan.nets.ddpm import build_ddpm
-from histosynth.gan.train.checkpoint import LAST, save_checkpoint
-from histosynth.data.loader import BatchSource, open_store
-from histosynth.gan.train.plots import noise_loss_curve, sample_grid
+from histosynth.gan.train.callbacks import Checkpoints, EMAUpdate, History, MetricWindow, Progress, SampleGrids, mlflow_metrics
+from histosynth.gan.train.checkpoint import LAST
+from histosynth.gan.train.loop import LoopState, TrainLoop
+from histosynth.gan.train.plots import noise_loss_curve
+from histosynth.gan.train.runs import Run, TrainResult, open_data, open_tracking, record_end, record_start, resolve_out_dir, result, start_run
 from histosynth.gan.train.step import clip_and_norm
-from histosynth.gan.train.trainer import MetricMeter, TrainResult, _default_run_name, _resolve_out_dir
+from histosynth.gan.weight_ema import GeneratorEMA
 
 log = logging.getLogger("histosynth.gan.train")
 NOT_SERVED = "not exported or served: a DDPM sample is many UNet passes (score it with histosynth evaluate)"
@@ -39,20 +39,41 @@ def ddpm_spec(cfg: Config) -> dict:
     return {"arch": "ddpm", "image_size": s, "channels": c, "latent_dim": c * s * s, "num_classes": 0, **asdict(cfg.ddpm)}
 
 
-def train_ddpm(cfg: Config, device: torch.device, progress: bool | None) -> TrainResult:
-    import mlflow
-    from tqdm.auto import tqdm
+class DDPMStep:
+    """One UNet update on the noise-prediction loss (AMP, loss scaling, clipping as the GANs'); the loop's step."""
 
+    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, amp: Amp, grad_clip: float, clip_mode: str):
+        self.model, self.opt, self.amp = model, opt, amp
+        self.grad_clip, self.clip_mode = grad_clip, clip_mode
+        self.scaler = amp.scaler()
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        ((x, _),) = batches
+        with self.amp.autocast():
+            loss = self.model.noise_loss(x)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        norm = clip_and_norm(self.params, self.grad_clip, self.clip_mode)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return {"loss": loss.detach(), "grad_norm": norm.detach()}
+
+
+def check_finite(values: dict[str, float], step: int) -> None:
+    if not math.isfinite(values["loss"]):
+        raise HistosynthError(f"training diverged: the noise loss is not finite at step {step}", "lower optim.lr_g or keep optim.grad_clip > 0")
+
+
+def train_ddpm(cfg: Config, device: torch.device, progress: bool | None) -> TrainResult:
     if cfg.data.conditional:
         raise ConfigError("method=ddpm is unconditional, but data.conditional=true", "set data.conditional=false")
     t_start = time.perf_counter()
     amp = amp_for(device, cfg.train.amp, cfg.train.cpu_bf16)
     seed_everything(cfg.train.seed)
-    uri = tracking.configure(cfg.tracking.tracking_uri)
-    tracking.check_server(uri)
-    experiment_id = tracking.ensure_experiment(cfg.tracking.experiment)
-    store = open_store(cfg.data.root, cfg.data.split)
-    source = BatchSource(store, batch_size=cfg.train.batch_size, image_size=cfg.data.image_size, device=device, seed=cfg.train.seed, hflip=cfg.data.hflip, vflip=cfg.data.vflip, classes=cfg.data.classes)
+    uri, experiment_id = open_tracking(cfg)
+    store, source = open_data(cfg, device)
     steps_per_epoch = len(source)
     if steps_per_epoch < 1:
         raise ConfigError(f"no full batch of train.batch_size={cfg.train.batch_size} in the split", "lower train.batch_size")
@@ -63,82 +84,45 @@ def train_ddpm(cfg: Config, device: torch.device, progress: bool | None) -> Trai
     spec = ddpm_spec(cfg)
     model = build_ddpm(spec).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr_g, betas=(cfg.optim.beta1, cfg.optim.beta2))
-    scaler = amp.scaler()
-    params = [p for p in model.parameters() if p.requires_grad]
+    step = DDPMStep(model, opt, amp, cfg.optim.grad_clip, cfg.optim.clip_mode)
     ema = GeneratorEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     G_out = ema.model if ema is not None else model
     z_fixed = torch.randn(cfg.train.n_samples, spec["latent_dim"], generator=torch.Generator().manual_seed(cfg.train.seed + 1_000_003)).to(device)
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name or _default_run_name(cfg), nested=mlflow.active_run() is not None) as run:
-        run_id = run.info.run_id
-        out_dir = _resolve_out_dir(cfg, run_id)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(cfg.to_yaml())
-        tracking.log_params(cfg.flat())
-        tracking.log_params({"model.num_classes": 0, "model.parameters": sum(p.numel() for p in params), "train.steps_per_epoch": steps_per_epoch, "train.total_steps": total_steps, "config.hash": config_hash(cfg)})
-        tracking.log_data_manifest(store)
-        mlflow.log_text(cfg.to_yaml(), "config.yaml")
-        mlflow.set_tags({
-            **{f"env.{k}": v for k, v in describe(device, amp).items()},
-            "histosynth.version": histosynth.__version__, "histosynth.method": cfg.method, "histosynth.out_dir": str(out_dir),
-            "histosynth.classes": ",".join(source.classes), "histosynth.generator_weights": f"ema({cfg.train.ema_decay})" if ema else "raw",
-            "histosynth.sampler": f"DDIM eta=0, {cfg.ddpm.sample_steps} steps", "histosynth.serving": NOT_SERVED,
-        })  # fmt: skip
-        log.info("DDPM run %s on %s (amp %s): %d steps, out %s", run_id, device, amp.name, total_steps, out_dir)
+    with start_run(cfg, experiment_id) as mlrun:
+        run = Run(cfg, uri, experiment_id, mlrun.info.run_id, resolve_out_dir(cfg, mlrun.info.run_id), store, source.classes, t_start)
+        params = {"model.num_classes": 0, "model.parameters": sum(p.numel() for p in step.params), "train.steps_per_epoch": steps_per_epoch, "train.total_steps": total_steps}
+        record_start(run, device, amp, ema is not None, params, {"histosynth.sampler": f"DDIM eta=0, {cfg.ddpm.sample_steps} steps", "histosynth.serving": NOT_SERVED})
+        log.info("DDPM run %s on %s (amp %s): %d steps, out %s", run.run_id, device, amp.name, total_steps, run.out_dir)
 
-        step, epoch, history, last = 0, 0, [], {}
-        window, t_window = MetricMeter(), time.perf_counter()
-        bar = tqdm(total=total_steps, disable=(None if progress is None else not progress), desc="train ddpm", unit="step", dynamic_ncols=True)
+        history = History(("loss",))
+        window = MetricWindow(cfg.train.log_every, cfg.train.batch_size, [mlflow_metrics, history], check=check_finite)
+        samples = SampleGrids(G_out, z_fixed, None, run.out_dir / "samples", cfg.train.sample_every, amp, last_epoch=False)  # the final grid follows
+        checkpoints = Checkpoints(run.out_dir / "checkpoints" / LAST, 0, lambda state: _payload(cfg, model, opt, ema, state, history.rows))
+        callbacks = [*([EMAUpdate(ema, model)] if ema is not None else []), Progress(progress, "train ddpm"), window, samples, checkpoints]
         model.train()
-        try:
-            while step < total_steps:
-                for _, x, _ in source.batches(source.permutation()):
-                    with amp.autocast():
-                        loss = model.noise_loss(x)
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
-                    norm = clip_and_norm(params, cfg.optim.grad_clip, cfg.optim.clip_mode)
-                    scaler.step(opt)
-                    scaler.update()
-                    if ema is not None:
-                        ema.update(model)
-                    step += 1
-                    bar.update(1)
-                    window.add({"loss": loss.detach(), "grad_norm": norm.detach()})
-                    if step % cfg.train.log_every == 0 or step == total_steps:
-                        vals = {**window.means(), "img_per_s": window.count * cfg.train.batch_size / max(time.perf_counter() - t_window, 1e-9)}
-                        if not math.isfinite(vals["loss"]):
-                            raise HistosynthError(f"training diverged: the noise loss is not finite at step {step}", "lower optim.lr_g or keep optim.grad_clip > 0")
-                        mlflow.log_metrics(vals, step=step)
-                        history.append({"step": step, "loss": vals["loss"]})
-                        last, window, t_window = vals, MetricMeter(), time.perf_counter()
-                    if step >= total_steps:
-                        break
-                else:
-                    epoch += 1
-                    if cfg.train.sample_every > 0 and epoch % cfg.train.sample_every == 0 and step < total_steps:
-                        mlflow.log_artifact(str(sample_grid(G_out, z_fixed, None, out_dir / "samples" / f"epoch_{epoch:04d}.png", amp)), "samples")
-        finally:
-            bar.close()
+        state = TrainLoop(step, source, LoopState(total_steps, cfg.train.epochs, steps_per_epoch), callbacks).run()
 
-        ckpt = save_checkpoint(out_dir / "checkpoints" / LAST, {"config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(), **({"model_ema": ema.state_dict()} if ema else {}), "progress": {"step": step, "history": history}})
-        mlflow.log_artifact(str(ckpt), "checkpoints")
-        samples = sample_grid(G_out, z_fixed, None, out_dir / "samples" / "final.png", amp)
-        mlflow.log_artifact(str(samples), "samples")
-        curve = noise_loss_curve(history, out_dir / "loss_curve.png", title=f"ddpm {run_id[:8]}") if history else None
-        if curve:
-            mlflow.log_artifact(str(curve), "plots")
-        extra = {"run_id": run_id, "tracking_uri": uri, "epoch": epoch, "step": step, "data_manifest_hash": store.manifest_hash, "method": cfg.method, "ema_decay": cfg.train.ema_decay, "histosynth": histosynth.__version__, "config": cfg.to_dict()}
-        bundle_path = bundle_mod.save_generator(out_dir / "generator", G_out, spec, source.classes, extra)
-        mlflow.log_artifact(str(bundle_path), "generator")
-        mlflow.log_dict({"spec": spec, "classes": source.classes, "format": bundle_mod.FORMAT}, "generator/spec.json")
-        wall = time.perf_counter() - t_start
-        mlflow.log_metrics({**{f"final/{k}": v for k, v in last.items()}, "train/wall_s": wall, "train/steps": float(step), "train/epochs": float(epoch)}, step=step)
-        mlflow.set_tag("histosynth.gan.bundle", str(bundle_path))
+        final_samples = samples.grid("final.png")
+        curve = _curve(run, history.rows)
+        bundle_path, wall = record_end(run, G_out, spec, state.step, state.epoch, window.last, {})
 
-    return TrainResult(
-        run_id=run_id, experiment_id=experiment_id, tracking_uri=uri, run_link=tracking.run_link(uri, experiment_id, run_id), out_dir=out_dir,
-        bundle=bundle_path, checkpoint=ckpt, samples=samples, loss_curve=curve, metrics={**last, "wall_s": wall}, steps=step, epochs=epoch,
-        wall_s=wall, device=str(device), amp=amp.name,
+    return result(
+        run, device, amp, bundle=bundle_path, checkpoint=checkpoints.saved, samples=final_samples, loss_curve=curve, metrics={**window.last, "wall_s": wall},
+        steps=state.step, epochs=state.epoch, wall_s=wall,
     )  # fmt: skip
+
+
+def _payload(cfg: Config, model: torch.nn.Module, opt: torch.optim.Optimizer, ema: GeneratorEMA | None, state: LoopState, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The DDPM checkpoint: weights, optimiser and history (enough to inspect a run, not to resume it)."""
+    return {"config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(), **({"model_ema": ema.state_dict()} if ema else {}), "progress": {"step": state.step, "history": history}}
+
+
+def _curve(run: Run, history: list[dict[str, Any]]):
+    import mlflow
+
+    if not history:
+        return None
+    curve = noise_loss_curve(history, run.out_dir / "loss_curve.png", title=f"ddpm {run.run_id[:8]}")
+    mlflow.log_artifact(str(curve), "plots")
+    return curve
