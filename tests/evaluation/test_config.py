@@ -48,3 +48,14 @@ def test_bad_options_name_the_problem():
     with pytest.raises(ConfigError, match="tstr_options='epochs=2' is not a mapping"):
         EvalConfig(tstr_options="epochs=2")
 
+
+def test_stage_reads_a_pipeline_dict_over_the_stage_defaults(monkeypatch):
+    from histosynth import stages
+    from histosynth.evaluation import suite
+
+    seen = {}
+    monkeypatch.setattr(suite, "evaluate_generator", lambda bundle, real, config, **kw: seen.update(config=config, **kw) or {})
+    stages.evaluate_stage("b", "s", "", "uri", "out.jsonl", {"n_fake": 64.0, "tstr": "off", "report": False}, artifacts_dir="art")
+    cfg = seen.pop("config")
+    assert (cfg.n_fake, cfg.tstr, cfg.knn, cfg.tsne) == (64, "off", 5, True)
+    assert seen == {"report": True, "out_jsonl": "out.jsonl", "mlflow_run_id": None, "tracking_uri": "uri", "artifacts_dir": "art"}  # the step publishes the report
