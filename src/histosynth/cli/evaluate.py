@@ -81,7 +81,7 @@ def evaluate(
     from histosynth.evaluation.suite import evaluate_generator
 
     config = EvalConfig.from_flags(
-        ctx.params,
+        ctx.params,  # the parameters named like EvalConfig fields: --split, --metrics, --n (n_fake), ... --report
         metric_options=_key_values(set_, "metric option", "--set kid_subsets=50"),
         tstr_options=_key_values(tstr_set, "TSTR option", "--tstr-set epochs=2"),
     )
