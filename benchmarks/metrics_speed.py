@@ -86,7 +86,7 @@ def end_to_end(k: int, repeat: int) -> dict:
     from skimage import data
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from histosynth.evaluation.features import get_extractor
+    from histosynth.evaluation.features import DEFAULT, get_extractor
     from histosynth.evaluation.features.weights import inception_weights
 
     here = Path(__file__).resolve().parent.parent / "tests" / "metrics" / "conftest.py"
@@ -97,7 +97,7 @@ def end_to_end(k: int, repeat: int) -> dict:
     spec.loader.exec_module(conf)
     im = data.immunohistochemistry()
     tiles = np.stack([im[(i * 37) % 448 : (i * 37) % 448 + 64, (i * 91) % 448 : (i * 91) % 448 + 64] for i in range(k)])
-    ext = get_extractor("inception-fid", "cpu")
+    ext = get_extractor(DEFAULT, "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ported.pth"
         torch.save(conf.port_default1_state_dict(inception_weights()), path)

@@ -46,6 +46,7 @@ def slug(name: str) -> str:
 
 def run_cell(method: str, preset: str, seed: int, args, out: Path, uri: str, *, extra=(), metrics: str = "fid,kid,pr", keys=KEYS, experiment: str = "quality-benchmark", similarity=None) -> dict:
     """Train ``preset`` (+ the budget overrides, + ``extra``) with ``seed`` and score it; -> the JSONL row."""
+    from histosynth.evaluation.config import DEFAULT_EXTRACTOR
     from histosynth.evaluation.suite import evaluate_generator
     from histosynth.gan.train import train
 
@@ -63,7 +64,7 @@ def run_cell(method: str, preset: str, seed: int, args, out: Path, uri: str, *, 
     res = train(cfg, progress=sys.stderr.isatty(), similarity=similarity)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rec = evaluate_generator(res.bundle, args.data, split=args.eval_split, metrics=metrics, extractor="inception-fid", seed=seed, device=args.device, mlflow_run_id=res.run_id, tracking_uri=uri, n_real=args.eval_n or None, n_fake=args.eval_n or None)
+    rec = evaluate_generator(res.bundle, args.data, split=args.eval_split, metrics=metrics, extractor=DEFAULT_EXTRACTOR, seed=seed, device=args.device, mlflow_run_id=res.run_id, tracking_uri=uri, n_real=args.eval_n or None, n_fake=args.eval_n or None)
     eval_s = time.perf_counter() - t0
     grid = out / f"grid-{run_dir.name}.png"
     if res.samples:

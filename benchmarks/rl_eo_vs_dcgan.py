@@ -33,6 +33,7 @@ import torch
 from histosynth.gan.baselines import preset_path
 from histosynth.config import load_config
 from histosynth.errors import HistosynthError
+from histosynth.evaluation.config import DEFAULT_EXTRACTOR
 
 METHODS = ("improved DCGAN", "RL-EO")
 
@@ -75,7 +76,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", "-s", dest="overrides", action="append", default=[], help="extra config override for both methods (repeatable)")
-    ap.add_argument("--extractor", default="inception-fid", help="feature extractor for FID/KID (histosynth evaluate --extractor)")
+    ap.add_argument("--extractor", default=DEFAULT_EXTRACTOR, help="feature extractor for FID/KID (histosynth evaluate --extractor)")
     ap.add_argument("--metrics", default="fid,kid")
     ap.add_argument("--n-fake", type=int, default=None, help="generated images per evaluation (default: as many as real)")
     ap.add_argument("--eval-both", action="store_true", help="evaluate both generators even when their weights are identical")

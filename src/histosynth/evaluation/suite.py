@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +37,7 @@ from histosynth.gan.bundle import FILENAME as BUNDLE_FILENAME
 from histosynth.gan.bundle import load_generator
 from histosynth.data.store import MANIFEST, PatchStore
 from histosynth.errors import DataError, HistosynthError
-from histosynth.evaluation.features import DEFAULT as DEFAULT_EXTRACTOR
+from histosynth.evaluation.config import DEFAULT_EXTRACTOR, EvalConfig
 from histosynth.evaluation.features import Extractor, get_extractor, resolve_device, to_uint8
 from histosynth.evaluation.features import cache as feature_cache
 from histosynth.evaluation.metrics._linalg import mean_cov
@@ -227,35 +227,19 @@ def log_to_mlflow(run_id: str, record: dict[str, Any], tracking_uri: str = "") -
 def evaluate_generator(
     bundle_path: str | Path,
     real_root: str | Path,
-    split: str = "test",
-    n_fake: int | None = None,
-    metrics: Sequence[str] | str = M.DEFAULT_METRICS,
-    extractor: str = DEFAULT_EXTRACTOR,
-    seed: int = 0,
-    batch_size: int = 64,
-    device: str = "auto",
+    config: EvalConfig | None = None,
+    *,
     out_jsonl: str | Path | None = None,
     mlflow_run_id: str | None = None,
-    *,
-    weights: str | Path | None = None,
-    n_real: int | None = None,
-    metric_options: dict[str, Any] | None = None,
     tracking_uri: str = "",
-    refresh_cache: bool = False,
-    progress: Progress | None = None,
-    cmmd_extractor: str | None = None,
-    tstr: str = "off",
-    tstr_options: dict[str, Any] | None = None,
-    tsne: bool = False,
-    knn: int = 0,
-    knn_rows: int = 8,
     artifacts_dir: str | Path | None = None,
-    report: bool = False,
+    progress: Progress | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Evaluate a generator bundle against a real split; returns the result record (also appended/logged).
 
-    ``n_fake`` None: as many fakes as real patches used. ``n_real`` None: the whole split (else a seeded subset).
-    ``metric_options``: overrides of ``histosynth.evaluation.metrics.DEFAULTS`` (e.g. ``{"kid_subsets": 50}``).
+    ``config`` says how (every option and its default: :class:`~histosynth.evaluation.config.EvalConfig`);
+    ``options``, named like its fields, override it (``split="val", n_fake=20``); an unknown name is an error.
 
     Beyond the metrics: ``cmmd_extractor`` computes ``cmmd`` on another extractor's features (e.g.
     ``clip-vit-l14-336`` for the paper's CLIP-CMMD) from the same generated images; ``tstr`` "on" runs the
@@ -265,21 +249,19 @@ def evaluate_generator(
     ``eval-<time>`` folder beside ``out_jsonl``, else under the state folder) and, with a run id, to MLflow.
     """
     t_start = time.perf_counter()
-    names = M.resolve_names(metrics)
-    opts = M.options(**{"seed": int(seed), "device": device, **(metric_options or {})})
+    cfg = EvalConfig.from_dict(options, base=config)
+    split, seed, device, batch_size, n_real = cfg.split, cfg.seed, cfg.device, cfg.batch_size, cfg.n_real or None
+    names = M.resolve_names(cfg.metrics)
+    opts = M.options(**{"seed": int(seed), "device": device, **cfg.metric_options})
     dev = resolve_device(device)
-    if batch_size < 1:
-        raise HistosynthError(f"batch_size={batch_size} must be >= 1")
-    if tstr not in ("off", "on", "auto"):
-        raise HistosynthError(f"tstr='{tstr}'", "use off, on (refuses unconditional generators) or auto (skips them, saying why)")
     tstr_cfg = None
-    if tstr != "off":
+    if cfg.tstr != "off":
         from histosynth.evaluation.downstream.tstr import TstrConfig
 
-        tstr_cfg = TstrConfig.from_dict({"seed": int(seed), "device": device, **(tstr_options or {})})
+        tstr_cfg = TstrConfig.from_dict({"seed": int(seed), "device": device, **cfg.tstr_options})
     store = open_split(real_root, split)
-    with phase(progress, f"load {extractor}"):
-        ext = get_extractor(extractor, dev, weights)
+    with phase(progress, f"load {cfg.extractor}"):
+        ext = get_extractor(cfg.extractor, dev, cfg.weights or None)
     want_logits = any(n in M.LOGIT_METRICS for n in names)
     if want_logits and not ext.has_logits:
         raise HistosynthError(
@@ -287,8 +269,8 @@ def evaluate_generator(
             "the FID Inception (fid-helper default_1.pt) is a pool-features-only network: drop 'is' from the metrics",
         )
 
-    r_feats, r_stats, idx, cache_info = real_features(store, split, ext, n_real=n_real, seed=seed, batch_size=batch_size, refresh=refresh_cache, progress=progress)
-    n_fake = int(n_fake) if n_fake else len(idx)
+    r_feats, r_stats, idx, cache_info = real_features(store, split, ext, n_real=n_real, seed=seed, batch_size=batch_size, refresh=cfg.refresh_cache, progress=progress)
+    n_fake = cfg.n_fake or len(idx)
     if n_fake < 2:
         raise HistosynthError(f"n_fake={n_fake} is too small", "generate at least 2 images (hundreds for stable numbers)")
 
@@ -297,13 +279,13 @@ def evaluate_generator(
     gen, meta = load_generator(bundle_file, dev)
     spec = meta["spec"]
     conditional = int(spec.get("num_classes", 0) or 0) > 0
-    if tstr == "on" and not conditional:
+    if cfg.tstr == "on" and not conditional:
         from histosynth.evaluation.downstream.tstr import generator_source
 
         generator_source(gen, spec, list(meta["classes"]), store.classes, 0, dev, seed)  # raises the explanation
     class_ids = class_allocation(store.labels[idx], store.classes, list(meta["classes"]), n_fake, seed) if conditional else None
-    separate_cmmd = "cmmd" in names and bool(cmmd_extractor) and cmmd_extractor != ext.name
-    keep: list[np.ndarray] | None = [] if (knn or separate_cmmd) else None
+    separate_cmmd = "cmmd" in names and bool(cfg.cmmd_extractor) and cfg.cmmd_extractor != ext.name
+    keep: list[np.ndarray] | None = [] if (cfg.knn or separate_cmmd) else None
     t0 = time.perf_counter()
     f_feats, f_logits = fake_features(gen, spec, ext, n_fake, class_ids=class_ids, seed=seed, batch_size=batch_size, device=dev, want_logits=want_logits, progress=progress, images_out=keep)
     t_fake = time.perf_counter() - t0
@@ -319,8 +301,8 @@ def evaluate_generator(
     with phase(progress, "metrics " + ",".join(names)):
         values, details = M.compute([n for n in names if not (separate_cmmd and n == "cmmd")], r_feats, f_feats, fake_logits=f_logits, real_stats=r_stats, generator=handle, progress=progress, **opts)
     if separate_cmmd:
-        c_ext = get_extractor(str(cmmd_extractor), dev)
-        c_real, _, _, _ = real_features(store, split, c_ext, n_real=n_real, seed=seed, batch_size=batch_size, refresh=refresh_cache, progress=progress)
+        c_ext = get_extractor(cfg.cmmd_extractor, dev)
+        c_real, _, _, _ = real_features(store, split, c_ext, n_real=n_real, seed=seed, batch_size=batch_size, refresh=cfg.refresh_cache, progress=progress)
         c_fake = c_ext.extract(f_images, batch_size=batch_size)
         c_vals, c_details = M.compute(["cmmd"], c_real, c_fake, **opts)
         values = {**values, **c_vals}
@@ -328,7 +310,7 @@ def evaluate_generator(
     if "cmmd" in names:
         from histosynth.evaluation.metrics import cmmd as cmmd_metric
 
-        details["cmmd_features"] = cmmd_metric.label(str(cmmd_extractor) if separate_cmmd else ext.name)
+        details["cmmd_features"] = cmmd_metric.label(cfg.cmmd_extractor if separate_cmmd else ext.name)
     t_metrics = time.perf_counter() - t0
 
     notes = []
@@ -372,27 +354,27 @@ def evaluate_generator(
         "histosynth_version": histosynth.__version__,
         "run_id": mlflow_run_id,
     }
-    if tstr_cfg is not None or tsne or knn or report:
+    if tstr_cfg is not None or cfg.tsne or cfg.knn or cfg.report:
         art = Path(artifacts_dir) if artifacts_dir else _default_artifacts_dir(out_jsonl, record)
         record["artifacts_dir"] = str(art)
         if tstr_cfg is not None:
             record["tstr"] = _run_tstr(bundle_file, real_root, tstr_cfg, conditional, progress)
         diag: dict[str, Any] = {}
-        if tsne:
+        if cfg.tsne:
             from histosynth.evaluation.diagnostics import tsne_plot
 
             with phase(progress, "t-SNE plot"):
                 diag["tsne"] = tsne_plot(r_feats, f_feats, art / "tsne.png", seed=seed, real_labels=store.labels[idx], classes=store.classes, title=f"t-SNE of {ext.name} features: {len(idx)} real ({split}) vs {n_fake} synthetic")
-        if knn:
+        if cfg.knn:
             from histosynth.evaluation.diagnostics import memorization_check
 
-            with phase(progress, f"{knn}-nearest-real-neighbour grid"):
-                diag["knn"] = memorization_check(f_feats, f_images, r_feats, store.images[idx], art / "knn.png", k=int(knn), rows=int(knn_rows), seed=seed, device=device)
+            with phase(progress, f"{cfg.knn}-nearest-real-neighbour grid"):
+                diag["knn"] = memorization_check(f_feats, f_images, r_feats, store.images[idx], art / "knn.png", k=int(cfg.knn), rows=int(cfg.knn_rows), seed=seed, device=device)
             diag["knn"]["features"] = ext.name
         if diag:
             record["diagnostics"] = diag
         record["seconds"]["total"] = time.perf_counter() - t_start
-        if report:
+        if cfg.report:
             from histosynth.evaluation.report import write_report
 
             record["report"] = {k: str(v) for k, v in write_report([record], art).items()}

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from histosynth.errors import HistosynthError
+from histosynth.evaluation.config import DEFAULT_EXTRACTOR
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -280,7 +281,7 @@ def promote(
     train_data: str | Path | None = None,
     n_samples: int = DEFAULT_N_SAMPLES,
     n_train: int = DEFAULT_N_TRAIN,
-    extractor: str = "inception-fid",
+    extractor: str = DEFAULT_EXTRACTOR,
     seed: int = 0,
     device: str = "auto",
     dry_run: bool = False,

@@ -27,6 +27,7 @@ import torch
 
 from histosynth import defaults
 from histosynth.errors import HistosynthError
+from histosynth.evaluation.config import DEFAULT_EXTRACTOR as DEFAULT
 from histosynth.evaluation.features.base import Extractor, as_float255_nchw, resize_tf1_bilinear, resolve_device, to_uint8
 from histosynth.evaluation.features.clip import ENV_CLIP, clip_vit_b16, clip_vit_l14_336
 from histosynth.evaluation.features.inception import inception_fid, random_inception
@@ -34,8 +35,6 @@ from histosynth.evaluation.features.vgg import untrained_vgg16, vgg16_fc2
 from histosynth.evaluation.features.weights import ENV_INCEPTION, ENV_VGG16, weights_dir
 
 ExtractorFactory = Callable[[torch.device, "str | Path | None"], Extractor]
-
-DEFAULT = "inception-fid"
 
 
 def _mft_snn_placeholder(device: torch.device, weights: str | Path | None = None) -> Extractor:

@@ -43,7 +43,6 @@ METRICS: dict[str, MetricFn] = {
 ALIASES = {"pr": "precision_recall", "prc": "precision_recall", "dc": "density_coverage", "prdc": "density_coverage", "isc": "is", "inception_score": "is", "perceptual_path_length": "ppl"}
 LOGIT_METRICS = {"is"}  # computed on classifier logits, not on features
 GENERATOR_METRICS = {"ppl"}  # computed on the generator itself (``generator=``), not on features
-DEFAULT_METRICS = ("fid", "kid", "precision_recall", "density_coverage")
 
 frechet_distance = fid.frechet_distance
 
@@ -118,4 +117,4 @@ def compute(
     return metrics, details
 
 
-__all__ = ["ALIASES", "DEFAULTS", "DEFAULT_METRICS", "GENERATOR_METRICS", "LOGIT_METRICS", "METRICS", "compute", "frechet_distance", "options", "resolve_names"]
+__all__ = ["ALIASES", "DEFAULTS", "GENERATOR_METRICS", "LOGIT_METRICS", "METRICS", "compute", "frechet_distance", "options", "resolve_names"]
