@@ -38,7 +38,8 @@ from histosynth.gan.bundle import load_generator
 from histosynth.data.store import MANIFEST, PatchStore
 from histosynth.errors import DataError, HistosynthError
 from histosynth.evaluation.features import DEFAULT as DEFAULT_EXTRACTOR
-from histosynth.evaluation.features import Extractor, get_extractor, resolve_device, to_uint8
+from histosynth.device import resolve_device
+from histosynth.evaluation.features import Extractor, get_extractor, to_uint8
 from histosynth.evaluation.features import cache as feature_cache
 from histosynth.evaluation.metrics._linalg import mean_cov
 
@@ -267,7 +268,7 @@ def evaluate_generator(
     t_start = time.perf_counter()
     names = M.resolve_names(metrics)
     opts = M.options(**{"seed": int(seed), "device": device, **(metric_options or {})})
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     if batch_size < 1:
         raise HistosynthError(f"batch_size={batch_size} must be >= 1")
     if tstr not in ("off", "on", "auto"):
