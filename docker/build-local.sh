@@ -51,7 +51,7 @@ if ! podman image exists "$BASE"; then
 fi
 t1=$(date +%s)
 
-"$PYTHON" docker/deps.py --exclude torch,torchvision,nvidia-pytriton > "$WORK/requirements.txt"
+"$PYTHON" docker/deps.py --extras kfp --exclude torch,torchvision > "$WORK/requirements.txt"
 stamp="$WORK/wheels/.stamp-$( (cat "$WORK/requirements.txt"; echo "$TORCH") | sha256sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   "$PYTHON" -m pip wheel -q -w "$WORK/wheels" "$TORCH" -r "$WORK/requirements.txt" setuptools wheel
