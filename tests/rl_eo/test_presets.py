@@ -56,7 +56,7 @@ def test_preset_loads_with_its_method_settings(preset):
     assert cfg.optim.clip_mode == ("value" if preset in CLIP_BY_VALUE else "norm")
     assert cfg.rl_eo.enabled is rl and (not rl or (cfg.rl_eo.weight == 0.3 and cfg.rl_eo.mode == "paper"))
     assert cfg.data.image_size == 64 and cfg.model.arch == "dcgan"
-    if preset.endswith("-paper.yaml"):  # the paper's scale (DESIGN 1.1)
+    if preset.endswith("-paper.yaml"):  # the primary paper's scale
         assert (cfg.model.latent_dim, cfg.model.g_features, cfg.model.d_features, cfg.train.batch_size, cfg.train.epochs) == (100, 64, 64, 128, 200)
     else:
         assert cfg.data.root == "data/splits" and cfg.data.split == "train"

@@ -1,6 +1,6 @@
 """Classifier backbones for the downstream (TSTR) protocol: torchvision ResNets with a new head.
 
-Paper set-up (DESIGN 1.1): ResNet-152, last 16 layers trainable, FC 1024 head, Adam 1e-5, StepLR(7, 0.1),
+The primary paper's set-up: ResNet-152, last 16 layers trainable, FC 1024 head, Adam 1e-5, StepLR(7, 0.1),
 10 epochs. "Layers" here are the backbone's parameterised leaf modules (Conv2d, BatchNorm2d, Linear) in
 definition order — the count the paper's phrase most plausibly refers to; ``trainable_layers=-1`` trains all.
 The head (``Linear(in, hidden) -> ReLU -> Dropout(0.5) -> Linear(hidden, classes)``, or one ``Linear`` with

@@ -1,6 +1,6 @@
 """Train on synthetic, test on real (TSTR), with real-only and real+synthetic baselines, in k-fold CV.
 
-Protocol (papers: DESIGN 1.1 and 1.4). The real pool (by default every split of the real store) is cut into
+Protocol (the primary paper's downstream classification set-up, extended to k-fold CV). The real pool (by default every split of the real store) is cut into
 ``folds`` folds; for each fold, a fresh classifier is trained per setting and tested on that real fold:
 
 * ``real``            trained on the real patches of the other folds;
