@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip setuptools wheel
 	$(if $(CPU),$(BIN)/python -m pip install --index-url $(TORCH_CPU_INDEX) $(TORCH_PINS))
-	$(BIN)/python -m pip install -e '.[test,metrics-ref]'
+	$(BIN)/python -m pip install -e '.[test,metrics-ref,kfp,serve]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)

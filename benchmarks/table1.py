@@ -23,12 +23,11 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# benchmarks/ is on sys.path as the folder of the script being run
+from quality import KEYS, read_done, run_cell, run_grid, summarise, table, write_summary
+from rl_eo_vs_dcgan import train_snn
 
-from quality import KEYS, read_done, run_cell, run_grid, summarise, table, write_summary  # noqa: E402
-from rl_eo_vs_dcgan import train_snn  # noqa: E402
-
-from histosynth.gan.baselines import PAPER_FID_BACH64, preset_path  # noqa: E402
+from histosynth.gan.baselines import PAPER_FID_BACH64, preset_path
 
 # row -> (Table 1 method, extra overrides)
 METHODS: dict[str, tuple[str, list[str]]] = {

@@ -5,7 +5,8 @@
 #    image, passed to docker/Dockerfile.cpu through BASE_IMAGE (no base image can be pulled here);
 # 2. a wheelhouse built on the host (`pip wheel`, torch from the CPU wheel on this machine) mounted on /wheels, so
 #    the build runs without network access from inside the container;
-# 3. podman with the runc runtime, chroot isolation, low ulimits and the vfs storage driver (DESIGN.md section 3).
+# 3. podman with the runc runtime, chroot isolation, low ulimits and the vfs storage driver (what works in an
+#    unprivileged container without overlayfs or user namespaces).
 # Needs root, podman, buildah and debootstrap (apt-get install podman buildah debootstrap runc).
 # Everything lives under $HISTOSYNTH_IMAGE_WORK (default .histosynth/images); reruns reuse every cached step.
 set -euo pipefail
@@ -51,7 +52,7 @@ if ! podman image exists "$BASE"; then
 fi
 t1=$(date +%s)
 
-"$PYTHON" docker/deps.py --exclude torch,torchvision,nvidia-pytriton > "$WORK/requirements.txt"
+"$PYTHON" docker/deps.py --extras kfp --exclude torch,torchvision > "$WORK/requirements.txt"
 stamp="$WORK/wheels/.stamp-$( (cat "$WORK/requirements.txt"; echo "$TORCH") | sha256sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   "$PYTHON" -m pip wheel -q -w "$WORK/wheels" "$TORCH" -r "$WORK/requirements.txt" setuptools wheel

@@ -1,7 +1,8 @@
 """Pieces every pipeline shares: the GPU request and the evaluate -> register -> export tail.
 
-Pipelines are loaded by path (``histosynth pipeline``), so each adds the project root to ``sys.path`` before
-importing this module and ``components``.
+``components`` and ``pipelines`` are packages of the project root: run from there (``python -m
+pipelines.train_pipeline``), through ``histosynth pipeline`` (which imports them from the project root), or under
+pytest (``pythonpath`` in pyproject.toml).
 """
 
 import json

@@ -1,4 +1,4 @@
-"""RL-EO pipeline (DESIGN 1.1): data -> MFT-SNN pairs -> SNN stage 1 -> SNN stage 2 -> RL-EO GAN -> evaluate ->
+"""RL-EO pipeline (the RL-EO paper's method): data -> MFT-SNN pairs -> SNN stage 1 -> SNN stage 2 -> RL-EO GAN -> evaluate ->
 register -> export.
 
 Stage 1 fine-tunes the similarity network on whole images (region mosaics), stage 2 on patches from stage 1's
@@ -11,14 +11,10 @@ and the GAN request a GPU) and runs on a laptop with ``kfp.local``: ``histosynth
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # components/ lives beside pipelines/
-    sys.path.insert(0, str(ROOT))
+from kfp import dsl
 
-from kfp import dsl  # noqa: E402
-
-from components import build_pairs, prepare_data, train_gan, train_snn  # noqa: E402
-from pipelines.common import EVAL_CONFIG, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu  # noqa: E402
+from components import build_pairs, prepare_data, train_gan, train_snn
+from pipelines.common import EVAL_CONFIG, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu
 
 NAME = "histosynth-rl-eo"
 DEFAULT_CONFIG = preset_json("rl-eo-samples.yaml")

@@ -1,21 +1,17 @@
 """Training pipeline: data -> train -> evaluate -> register -> export.
 
 Compiles to IR YAML for the Kubeflow UI (the training step asks for an NVIDIA GPU on a GPU node) and runs
-on a laptop with ``kfp.local`` on the same code: ``histosynth pipeline run train`` or ``python -m`` this file.
+on a laptop with ``kfp.local`` on the same code: ``histosynth pipeline run train``, or ``python -m pipelines.train_pipeline`` (from the
+project root) to compile it.
 """
-
 
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # components/ lives beside pipelines/
-    sys.path.insert(0, str(ROOT))
+from kfp import dsl
 
-from kfp import dsl  # noqa: E402
-
-from components import prepare_data, train_gan  # noqa: E402
-from pipelines.common import EVAL_CONFIG, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu  # noqa: E402
+from components import prepare_data, train_gan
+from pipelines.common import EVAL_CONFIG, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu
 
 NAME = "histosynth-train"
 DEFAULT_CONFIG = preset_json("dcgan-samples.yaml")

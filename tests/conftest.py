@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
+import servers  # tests/ is on pytest's pythonpath (pyproject.toml)
+from servers import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -33,36 +34,14 @@ def private_cache(isolated_state, monkeypatch):
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def port():
     return free_port()
 
 
-def _servers():
-    """tests/servers.py as a module (with --import-mode=importlib, tests/ is not on sys.path)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    name = "histosynth_test_servers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("servers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` on loopback (SQLite backend, proxied artifacts), shared by the session; yields its URL."""
-    servers = _servers()
     url, proc = servers.start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
     try:
         yield url

@@ -2,7 +2,7 @@
 
 Use through the ``mlflow_server`` fixture in tests/conftest.py, or directly::
 
-    from servers import start_mlflow_server, stop_server   # tests/ on sys.path
+    from servers import start_mlflow_server, stop_server   # tests/ is on pytest's pythonpath
     url, proc = start_mlflow_server(tmp_path)
     try: ...
     finally: stop_server(proc)
@@ -21,7 +21,8 @@ from pathlib import Path
 import requests
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -47,12 +48,12 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 9
 def start_mlflow_server(tmp_path: str | Path, port: int | None = None, timeout: float = 90.0) -> tuple[str, subprocess.Popen]:
     """``mlflow server`` on 127.0.0.1 with a SQLite backend and proxied artifacts under ``tmp_path``.
 
-    One worker, job execution and telemetry off (DESIGN section 3). Returns (url, process); the process
+    One worker, job execution and telemetry off (a test server needs neither, and sends nothing out). Returns (url, process); the process
     leads its own process group, so :func:`stop_server` also stops the workers it forks.
     """
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
-    port = port or _free_port()
+    port = port or free_port()
     log = tmp_path / "mlflow-server.log"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)

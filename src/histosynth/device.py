@@ -21,19 +21,26 @@ import torch.utils.deterministic
 from histosynth.errors import ConfigError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; asking for CUDA without one is an error."""
+def resolve_device(name: str | torch.device = "auto", setting: str = "train.device") -> torch.device:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; asking for CUDA without one is an error that names
+    ``setting`` (the config key or CLI option the value came from)."""
+    if isinstance(name, torch.device):
+        return name
+
+    def said(value: str) -> str:
+        return f"{setting} {value}" if setting.startswith("-") else f"{setting}={value}"
+
     name = (name or "auto").strip()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"train.device={name} but no CUDA GPU is visible", "use train.device=auto or train.device=cpu")
+            raise ConfigError(f"{said(name)} but no CUDA GPU is visible", f"use {said('auto')} or {said('cpu')}")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"train.device={name} but only {torch.cuda.device_count()} GPU(s) are visible", "use cuda:0 .. cuda:N-1")
+            raise ConfigError(f"{said(name)} but only {torch.cuda.device_count()} GPU(s) are visible", "use cuda:0 .. cuda:N-1")
     elif dev.type != "cpu":
-        raise ConfigError(f"train.device={name} is not supported", "use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"{said(name)} is not supported", "use auto, cpu, cuda or cuda:N")
     return dev
 
 

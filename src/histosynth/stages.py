@@ -16,7 +16,8 @@ from typing import Any
 from histosynth.data.split import REPORT, SPLITS
 from histosynth.errors import DataError
 from histosynth.evaluation.config import STAGE_DEFAULTS, EvalConfig
-from histosynth.files.outputs import check_dir, swap_in, temp_beside
+from histosynth.files.atomic import swap_in, temp_beside
+from histosynth.files.outputs import check_dir
 
 
 def prepare_splits(

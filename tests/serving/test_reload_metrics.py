@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from servers import free_port
 
 from histosynth import registry
 from histosynth.cli.serve import EXPLICIT_MODE
@@ -23,14 +24,6 @@ from histosynth.serving.reload import served_versions, watch_alias
 pytestmark = pytest.mark.integration
 HISTOSYNTH = str(Path(sys.executable).parent / "histosynth")
 NAME = "gen-reload"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _other_bundle(path: Path) -> Path:

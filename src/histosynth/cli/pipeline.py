@@ -1,11 +1,12 @@
 """`histosynth pipeline run|compile`: the KFP pipelines in ``pipelines/``, run locally or compiled for Kubeflow.
 
-The pipeline files are loaded by path, so the library itself never imports KFP.
+A pipeline is imported from the project root as ``pipelines.<name>_pipeline`` (with ``components``, both packages
+there), as ``python -m`` would from that folder; the library itself never imports KFP.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import sys
@@ -35,14 +36,15 @@ def pipelines_dir() -> Path:
 
 
 def load_pipeline(name: str) -> ModuleType:
-    """``pipelines/<name>_pipeline.py`` (or ``<name>.py``) as a module exposing ``PIPELINE`` and ``compile_to``."""
+    """``pipelines/<name>_pipeline.py`` (or ``<name>.py``) as a module exposing ``PIPELINE`` and ``compile_to``,
+    imported as ``<folder>.<file>`` with the folder's parent (the project root) first on ``sys.path``."""
     folder = pipelines_dir()
     for candidate in (folder / f"{name}_pipeline.py", folder / f"{name}.py"):
         if candidate.is_file():
-            spec = importlib.util.spec_from_file_location(f"histosynth_pipeline_{candidate.stem}", candidate)
-            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
-            return module
+            root = str(folder.parent)
+            if root not in sys.path:
+                sys.path.insert(0, root)
+            return importlib.import_module(f"{folder.name}.{candidate.stem}")
     found = sorted(p.stem.removesuffix("_pipeline") for p in folder.glob("*_pipeline.py")) if folder.is_dir() else []
     raise HistosynthError(
         f"no pipeline '{name}' in {folder}",

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from histosynth.data.slide import SUPPORTED_EXTS, open_slide
-from histosynth.data.store import MANIFEST, Patch, PatchStore, sha256_file, write_store
+from histosynth.data.store import MANIFEST, Patch, PatchStore, write_store
+from histosynth.files.atomic import sha256_file
 from histosynth.data.tissue import TissueParams, tissue_map
 from histosynth.errors import DataError
 

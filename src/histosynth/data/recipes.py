@@ -44,7 +44,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import re
 import shutil
 import tarfile
@@ -64,9 +63,10 @@ from histosynth import defaults
 from histosynth.data.download import download
 from histosynth.data.slide import IMAGE_EXTS
 from histosynth.data.split import REPORT, SPLITS, check_no_leakage
-from histosynth.data.store import Patch, check_store_dir, sha256_file, write_store
+from histosynth.data.store import Patch, check_store_dir, write_store
 from histosynth.errors import DataError
-from histosynth.files.outputs import check_dir, swap_in, temp_beside, written_by_us
+from histosynth.files.atomic import atomic_open, sha256_file, swap_in, temp_beside
+from histosynth.files.outputs import check_dir, written_by_us
 
 SOURCES_FILE = "SOURCES.json"
 
@@ -431,10 +431,8 @@ def _gunzip(src: Path) -> Path:
     dst = src.with_suffix("") if src.suffix == ".gz" else src
     if dst == src or dst.is_file():
         return dst
-    part = dst.with_name(dst.name + ".part")
-    with gzip.open(src, "rb") as fi, open(part, "wb") as fo:
+    with gzip.open(src, "rb") as fi, atomic_open(dst) as fo:
         shutil.copyfileobj(fi, fo, 1 << 20)
-    os.replace(part, dst)
     return dst
 
 

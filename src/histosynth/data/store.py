@@ -21,21 +21,14 @@ from typing import Any
 import numpy as np
 
 from histosynth.errors import DataError
-from histosynth.files.outputs import check_dir, swap_in, temp_beside
+from histosynth.files.atomic import sha256_file, swap_in, temp_beside
+from histosynth.files.outputs import check_dir
 
 FORMAT = "histosynth.patches/1"
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"
 LABELS = "labels.npy"
 SHARD_SIZE = 4096
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

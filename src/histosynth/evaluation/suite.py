@@ -37,8 +37,9 @@ from histosynth.gan.bundle import FILENAME as BUNDLE_FILENAME
 from histosynth.gan.bundle import load_generator
 from histosynth.data.store import MANIFEST, PatchStore
 from histosynth.errors import DataError, HistosynthError
+from histosynth.device import resolve_device
 from histosynth.evaluation.config import DEFAULT_EXTRACTOR, EvalConfig
-from histosynth.evaluation.features import Extractor, get_extractor, resolve_device, to_uint8
+from histosynth.evaluation.features import Extractor, get_extractor, to_uint8
 from histosynth.evaluation.features import cache as feature_cache
 from histosynth.evaluation.metrics._linalg import mean_cov
 
@@ -253,7 +254,7 @@ def evaluate_generator(
     split, seed, device, batch_size, n_real = cfg.split, cfg.seed, cfg.device, cfg.batch_size, cfg.n_real or None
     names = M.resolve_names(cfg.metrics)
     opts = M.options(**{"seed": int(seed), "device": device, **cfg.metric_options})
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     tstr_cfg = None
     if cfg.tstr != "off":
         from histosynth.evaluation.downstream.tstr import TstrConfig

@@ -1,6 +1,6 @@
 """Export a generator bundle to ONNX, with a parity check against PyTorch before the file is published.
 
-The ONNX graph is the serving contract shared by every Triton variant (see ``histosynth.serving``):
+The ONNX graph is the serving contract shared by every Triton variant (tensor names: ``histosynth.export.contract``):
 
 - inputs: ``z`` float32 (B, latent_dim); ``class_id`` int64 (B,) only when the generator is conditional;
 - outputs: ``images`` float32 (B, C, H, W) in [-1, 1] (the generator's own output) and ``images_uint8``
@@ -14,10 +14,7 @@ under ``histosynth.*`` keys, so a model repository can be built from the ONNX fi
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,8 +24,9 @@ import torch
 
 from histosynth.gan.bundle import load_generator
 from histosynth.errors import HistosynthError
+from histosynth.files.atomic import atomic_path, sha256_file, write_json
 from histosynth.files.outputs import check_dir
-from histosynth.serving.contract import INPUT_CLASS, INPUT_Z, OUTPUT_FLOAT, OUTPUT_UINT8
+from histosynth.export.contract import INPUT_CLASS, INPUT_Z, OUTPUT_FLOAT, OUTPUT_UINT8
 
 META_PREFIX = "histosynth."
 
@@ -49,14 +47,6 @@ class _Served(torch.nn.Module):
         x = self.g(z, class_id) if self.conditional else self.g(z)
         u8 = ((x + 1.0) * 127.5).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
         return x, u8
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def onnx_metadata(path: str | Path) -> dict[str, Any]:
@@ -150,11 +140,7 @@ def export_onnx(
     output_names = [OUTPUT_FLOAT, OUTPUT_UINT8]
     dynamic_axes = {n: {0: "batch"} for n in input_names + output_names}
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=".export-", suffix=".onnx")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out_path, suffix=".onnx") as tmp:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -215,12 +201,8 @@ def export_onnx(
                 f"ONNX parity check failed for '{bundle_path}': max |onnx - torch| = {worst:.3g} (atol {atol:g}), uint8 max diff {worst_u8}",
                 "nothing was written; check for ops whose ONNX export differs (or raise atol if the difference is understood)",
             )
-        report["sha256"] = _sha256(tmp)
-        report["bundle_sha256"] = _sha256(bundle_path / "generator.pt" if bundle_path.is_dir() else bundle_path)
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        report["sha256"] = sha256_file(tmp)
+        report["bundle_sha256"] = sha256_file(bundle_path / "generator.pt" if bundle_path.is_dir() else bundle_path)
     return report
 
 
@@ -248,10 +230,7 @@ def _check_signature(model: Any, spec: dict[str, Any], conditional: bool) -> Non
 
 
 def write_parity_json(report: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
-    return path
+    return write_json(path, report)
 
 
 # -- export of registered models (CLI `histosynth export`, KFP export component, `histosynth serve`) ---------------
@@ -277,7 +256,7 @@ def _cached_report(out_dir: Path, bundle: Path) -> dict[str, Any] | None:
         report = json.loads(parity.read_text())
     except ValueError:
         return None
-    if report.get("bundle_sha256") != _sha256(bundle) or report.get("sha256") != _sha256(onnx_file):
+    if report.get("bundle_sha256") != sha256_file(bundle) or report.get("sha256") != sha256_file(onnx_file):
         return None
     return report
 
@@ -292,7 +271,7 @@ def export_bundle(bundle_path: str | Path, out_dir: str | Path | None = None, fo
         bundle = bundle / "generator.pt"
     if not bundle.is_file():
         raise ExportError(f"generator bundle '{bundle}' not found", "pass the generator.pt written by histosynth train")
-    out = check_dir(Path(out_dir) if out_dir else defaults.paths().home / "exports" / "bundles" / _sha256(bundle)[:12], marker="parity.json", names=("model.onnx",), ours=_parity_json, force=force)
+    out = check_dir(Path(out_dir) if out_dir else defaults.paths().home / "exports" / "bundles" / sha256_file(bundle)[:12], marker="parity.json", names=("model.onnx",), ours=_parity_json, force=force)
     report = None if force else _cached_report(out, bundle)
     cached = report is not None
     if report is None:

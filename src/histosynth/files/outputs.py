@@ -9,9 +9,6 @@ with ``--force``: that is always a typo, and following it would destroy the file
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatch
 from pathlib import Path
@@ -88,20 +85,3 @@ def check_file(path: str | Path, *, ours: Callable[[Path], bool] = written_by_us
         raise OutputError(f"{flag} '{path}' exists and was not written by histosynth (it was left untouched)", "pick another file name, or pass --force to overwrite it")
     return path
 
-
-def temp_beside(out: Path) -> Path:
-    """A fresh hidden folder next to ``out``: same file system, so ``swap_in`` is an atomic rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-
-
-def swap_in(tmp: Path, out: Path) -> None:
-    """Replace the folder ``out`` with the complete folder ``tmp``; the old one is removed only afterwards."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)

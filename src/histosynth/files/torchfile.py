@@ -3,30 +3,20 @@ what is wrong with the file in the user's terms instead of PyTorch's internals (
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from histosynth.errors import HistosynthError
+from histosynth.files.atomic import atomic_open
 
 
 def save_atomic(path: Path, payload: dict[str, Any]) -> Path:
-    """Write to a temp file in the same folder, fsync, then ``os.replace``: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``torch.save`` through :func:`histosynth.files.atomic.atomic_open`: a crash never leaves half a file."""
+    with atomic_open(path) as f:
+        torch.save(payload, f)
     return path
 
 

@@ -24,7 +24,7 @@ TABLE1: dict[str, str] = {
     "DDPM": "ddpm",
     "RL-EO": "rl-eo",
 }
-# Loss-zoo presets beyond Table 1 (DESIGN 1.3).
+# Loss-zoo presets beyond Table 1 (the GANetic loss of Akhmedova & Koerber).
 LOSS_PRESETS: dict[str, str] = {"GANetic": "ganetic"}
 PAPER_FID_BACH64: dict[str, float] = {
     "DCGAN": 57.45,

@@ -24,6 +24,7 @@ from typing import Any
 from histosynth import defaults, tracking
 from histosynth.gan.bundle import FILENAME, load_generator
 from histosynth.errors import HistosynthError, ServerError
+from histosynth.files.atomic import sha256_file
 
 GENERATOR_ARTIFACT = "generator"  # run artifact folder holding generator.pt
 REGISTER_RUN_PREFIX = "register-"
@@ -66,14 +67,6 @@ def _is_not_found(e: Exception) -> bool:
     return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE") or "not found" in str(e).lower() or "does not exist" in str(e).lower()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _bundle_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
@@ -81,29 +74,6 @@ def _bundle_file(path: str | Path) -> Path:
     if not path.is_file():
         raise RegistryError(f"generator bundle '{path}' not found", "pass the generator.pt written by histosynth train (or its folder)")
     return path
-
-
-def _ensure_experiment(name: str) -> str:
-    """Experiment id; on a local store artifacts go to ``$HISTOSYNTH_HOME/mlartifacts``.
-
-    (Not ``defaults.mlflow_artifact_location()``: MLflow 3's ``set_tracking_uri`` exports MLFLOW_TRACKING_URI,
-    after which that helper answers None and artifacts would land in ``./mlruns`` of the working directory.)
-    """
-    import mlflow
-
-    exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    uri = mlflow.get_tracking_uri()
-    remote = uri.split(":", 1)[0].lower() in ("http", "https", "databricks")
-    location = None if remote else defaults.paths().mlflow_artifacts.as_uri()
-    try:
-        return mlflow.create_experiment(name, artifact_location=location)
-    except Exception:  # noqa: BLE001 - created concurrently: use that one
-        exp = mlflow.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 def _run_bundle_artifact(client, run_id: str) -> str | None:
@@ -160,7 +130,7 @@ def register_generator(
     else:
         if local_bundle is None:
             raise RegistryError("nothing to register", "pass --bundle PATH (a generator.pt) or --run-id ID of a training run")
-        exp_id = _ensure_experiment(experiment)
+        exp_id = tracking.ensure_experiment(experiment)
         run = _mlflow_call("create run", client.create_run, exp_id, run_name=f"{REGISTER_RUN_PREFIX}{name}", tags={"histosynth.kind": "register"})
         run_id = run.info.run_id
 
@@ -172,7 +142,7 @@ def register_generator(
         else:
             check_path = local_bundle
         _, meta = load_generator(check_path, "cpu")  # raises a clear error for a bad file
-        sha = _sha256(check_path)
+        sha = sha256_file(check_path)
         if local_bundle is not None:
             staged = Path(tmp) / "upload" / FILENAME
             staged.parent.mkdir(parents=True)

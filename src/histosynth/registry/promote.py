@@ -211,9 +211,10 @@ def memorization_gate(
 
     from histosynth.gan.bundle import load_generator
     from histosynth.evaluation.suite import fake_features, open_split, phase
-    from histosynth.evaluation.features import get_extractor, resolve_device
+    from histosynth.device import resolve_device
+    from histosynth.evaluation.features import get_extractor
 
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     store = open_split(train_root, "train")
     with phase(progress, f"load {extractor}"):
         ext = get_extractor(extractor, dev)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from histosynth.errors import HistosynthError, ServerError
-from histosynth.serving.contract import INPUT_CLASS, INPUT_Z, OUTPUT_FLOAT, OUTPUT_UINT8
+from histosynth.export.contract import INPUT_CLASS, INPUT_Z, OUTPUT_FLOAT, OUTPUT_UINT8
 
 Protocol = Literal["http", "grpc"]
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}

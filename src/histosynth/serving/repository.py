@@ -22,14 +22,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from histosynth.errors import HistosynthError
+from histosynth.export.contract import INPUT_CLASS, INPUT_Z, OUTPUT_FLOAT, OUTPUT_UINT8
+from histosynth.files.atomic import swap_in, temp_beside
 from histosynth.files.outputs import OutputError, check_folder
-from histosynth.serving.contract import INPUT_CLASS, INPUT_Z, OUTPUT_FLOAT, OUTPUT_UINT8
 
 Variant = Literal["production", "local"]
 VARIANTS = ("production", "local")
@@ -74,7 +74,7 @@ def sanitize_model_name(name: str) -> str:
 
 
 def generator_tensors(spec: dict[str, Any], classes: list[str]) -> GeneratorTensors:
-    """Triton tensor specs + discovery parameters for a generator spec (the ONNX contract of histosynth.export.onnx)."""
+    """Triton tensor specs + discovery parameters for a generator spec (the ONNX contract of histosynth.export)."""
     size, channels, latent = int(spec["image_size"]), int(spec.get("channels", 3)), int(spec.get("latent_dim", 100))
     num_classes = int(spec.get("num_classes", 0))
     inputs = [TensorSpec(INPUT_Z, "TYPE_FP32", (latent,))]
@@ -203,8 +203,8 @@ def build_repository(
     repo_dir = check_folder(repo_dir, "--repo")
     if (repo_dir / name).exists() and not (repo_dir / name / "config.pbtxt").is_file():
         raise OutputError(f"--repo '{repo_dir}' already holds '{name}', which is not a Triton model folder (no config.pbtxt)", "pick another --repo (or model name); it was left untouched")
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=repo_dir, prefix=f".{name}-"))
+    target = repo_dir / name
+    staging = temp_beside(target)
     try:
         vdir = staging / str(int(version))
         vdir.mkdir()
@@ -212,10 +212,7 @@ def build_repository(
         if variant == "local":
             shutil.copy2(MODEL_PY, vdir / "model.py")
         (staging / "config.pbtxt").write_text(config_text(cfg))
-        target = repo_dir / name
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        swap_in(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -1,7 +1,7 @@
 """Start and stop a real ``tritonserver`` on a model repository.
 
 Uses the binary shipped in nvidia-pytriton (Triton 2.51, python backend only) started directly, not through
-pytriton's Python API (see DESIGN.md section 3):
+pytriton's Python API (which binds models to Python callables, while histosynth serves a model repository):
 
 - a ``backends/python`` folder is assembled in the work dir from ``libtriton_python.so``,
   ``triton_python_backend_utils.py`` and the ``triton_python_backend_stub`` built for this Python (3.x);

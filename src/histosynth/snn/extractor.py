@@ -13,7 +13,7 @@ import torch
 
 from histosynth.errors import HistosynthError
 from histosynth.evaluation.features.base import Extractor
-from histosynth.evaluation.features.weights import sha256_file
+from histosynth.files.weights import sha256_cached
 
 
 def mft_snn_extractor(device: torch.device, weights: str | Path | None = None) -> Extractor:
@@ -38,7 +38,7 @@ def mft_snn_extractor(device: torch.device, weights: str | Path | None = None) -
         device=device,
         comparable=False,
         weights=str(weights),
-        weights_sha256=sha256_file(Path(weights) / "snn.pt" if Path(weights).is_dir() else weights),
+        weights_sha256=sha256_cached(Path(weights) / "snn.pt" if Path(weights).is_dir() else weights),
         note=f"MFT-SNN domain encoder (init: {init.get('label', init.get('init', '?'))}); not comparable with published numbers",
         info={"init": init},
     )

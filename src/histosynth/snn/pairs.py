@@ -39,10 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from histosynth.data.store import PatchStore, sha256_file
+from histosynth.data.store import PatchStore
+from histosynth.files.atomic import sha256_file, swap_in, temp_beside
 from histosynth.errors import DataError
-from histosynth.files.outputs import check_dir, swap_in, temp_beside
 from histosynth.config.snn import PairsConfig
+from histosynth.files.outputs import check_dir
 from histosynth.data.loader import open_store, resolve_data_root
 
 FORMAT = "histosynth.pairs/1"

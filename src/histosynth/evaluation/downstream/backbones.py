@@ -1,6 +1,6 @@
 """Classifier backbones for the downstream (TSTR) protocol: torchvision ResNets with a new head.
 
-Paper set-up (DESIGN 1.1): ResNet-152, last 16 layers trainable, FC 1024 head, Adam 1e-5, StepLR(7, 0.1),
+The primary paper's set-up: ResNet-152, last 16 layers trainable, FC 1024 head, Adam 1e-5, StepLR(7, 0.1),
 10 epochs. "Layers" here are the backbone's parameterised leaf modules (Conv2d, BatchNorm2d, Linear) in
 definition order — the count the paper's phrase most plausibly refers to; ``trainable_layers=-1`` trains all.
 The head (``Linear(in, hidden) -> ReLU -> Dropout(0.5) -> Linear(hidden, classes)``, or one ``Linear`` with
@@ -13,16 +13,14 @@ the file name) unless offline -> a clear error. ``init="random"`` trains from sc
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from histosynth import defaults
-from histosynth.errors import DataError, HistosynthError
-from histosynth.evaluation.features.weights import sha256_file, weights_dir
+from histosynth.errors import HistosynthError
+from histosynth.files.weights import UrlFile, hub_dir, sha256_cached, url_file, weights_dir
 
 ENV_RESNET = "HISTOSYNTH_RESNET"
 # torchvision IMAGENET1K_V1 files (sha256 prefix in the name, as torchvision checks it)
@@ -38,10 +36,9 @@ INITS = ("imagenet", "random")
 
 def _ways(arch: str) -> str:
     f = RESNETS[arch]
-    hub = Path(torch.hub.get_dir()) / "checkpoints" / f
     return (
         f"give torchvision's ImageNet {arch} weights ({f}) one of three ways: (1) --tstr-weights PATH or {ENV_RESNET}=PATH; "
-        f"(2) put the file at {weights_dir() / f} or {hub}; (3) allow internet access (unset {defaults.ENV_OFFLINE}) to "
+        f"(2) put the file at {weights_dir() / f} or {hub_dir() / f}; (3) allow internet access (unset {defaults.ENV_OFFLINE}) to "
         f"download https://download.pytorch.org/models/{f}. Or train from scratch with --tstr-init random (recorded as such)"
     )
 
@@ -49,36 +46,8 @@ def _ways(arch: str) -> str:
 def resnet_weights(arch: str, path: str | Path | None = None) -> Path:
     fname = RESNETS[arch]
     prefix = fname.rsplit("-", 1)[1].split(".")[0]
-
-    def check(p: Path) -> Path:
-        if not sha256_file(p).startswith(prefix):
-            raise DataError(f"'{p}' is not torchvision's {fname} (sha256 does not start with {prefix})", _ways(arch))
-        return p
-
-    for source, given in (("--tstr-weights", path), (ENV_RESNET, os.environ.get(ENV_RESNET))):
-        if given:
-            p = Path(given).expanduser()
-            if not p.is_file():
-                raise DataError(f"{source} points at '{p}', which does not exist", _ways(arch))
-            return check(p)
-    ours = weights_dir() / fname
-    for cand in (ours, Path(torch.hub.get_dir()) / "checkpoints" / fname):
-        if cand.is_file():
-            return check(cand)
-    if defaults.offline():
-        raise HistosynthError(f"the ImageNet {arch} weights are not available offline ({defaults.ENV_OFFLINE} is set)", _ways(arch))
-    ours.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=ours.parent, prefix=f".{fname}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.hub.download_url_to_file(f"https://download.pytorch.org/models/{fname}", tmp, hash_prefix=prefix, progress=False)
-        os.replace(tmp, ours)
-    except Exception as e:  # noqa: BLE001 - no network, DNS, HTTP error, hash mismatch
-        raise HistosynthError(f"the ImageNet {arch} weights are not cached and downloading them failed ({e.__class__.__name__}: {e})", _ways(arch)) from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return ours
+    source = UrlFile(label=f"ImageNet {arch}", origin="torchvision", file=fname, url=f"https://download.pytorch.org/models/{fname}", sha256=prefix, hub=True)
+    return url_file(source, path, flag="--tstr-weights", env=ENV_RESNET, ways=lambda: _ways(arch))
 
 
 def _layers(module: nn.Module) -> list[nn.Module]:
@@ -127,7 +96,7 @@ def build_classifier(
         if init == "imagenet":
             path = resnet_weights(arch, weights)
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            desc.update(weights=str(path), weights_sha256=sha256_file(path))
+            desc.update(weights=str(path), weights_sha256=sha256_cached(path))
         else:
             desc.update(weights=f"random(seed={seed})")
         in_features = net.fc.in_features

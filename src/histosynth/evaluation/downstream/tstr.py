@@ -1,6 +1,6 @@
 """Train on synthetic, test on real (TSTR), with real-only and real+synthetic baselines, in k-fold CV.
 
-Protocol (papers: DESIGN 1.1 and 1.4). The real pool (by default every split of the real store) is cut into
+Protocol (the primary paper's downstream classification set-up, extended to k-fold CV). The real pool (by default every split of the real store) is cut into
 ``folds`` folds; for each fold, a fresh classifier is trained per setting and tested on that real fold:
 
 * ``real``            trained on the real patches of the other folds;
@@ -229,10 +229,10 @@ def run_tstr(
 
     ``synth(train_idx, {class id: count}, fold) -> (images, class ids)`` supplies the synthetic training set of
     each fold (None only when no setting needs it)."""
-    from histosynth.evaluation.features.base import resolve_device
+    from histosynth.device import resolve_device
 
     t0 = time.perf_counter()
-    dev = resolve_device(cfg.device)
+    dev = resolve_device(cfg.device, "--device")
     needs_synth = any(s != "real" for s in cfg.settings)
     if needs_synth and synth is None:
         raise HistosynthError("the synthetic TSTR settings need a synthetic source", "pass a class-conditional generator, or settings=real")
@@ -344,9 +344,9 @@ def generator_source(gen: torch.nn.Module, spec: dict[str, Any], gen_classes: li
 def tstr_for_bundle(bundle: str | Path, real_root: str | Path, cfg: TstrConfig, *, progress: Progress | None = None) -> dict[str, Any]:
     """TSTR of a generator bundle against the real pool of ``real_root`` (splits ``cfg.splits``)."""
     from histosynth.gan.bundle import load_generator
-    from histosynth.evaluation.features.base import resolve_device
+    from histosynth.device import resolve_device
 
-    dev = resolve_device(cfg.device)
+    dev = resolve_device(cfg.device, "--device")
     gen, meta = load_generator(bundle, dev)
     images, labels, groups, classes, info = real_pool(real_root, cfg.splits, cfg.max_real, cfg.seed)
     source = generator_source(gen, meta["spec"], list(meta["classes"]), classes, images.shape[1], dev, cfg.seed)

@@ -14,11 +14,13 @@ name                    dim    network                                          
 
 Random-weight extractors exist for offline smoke tests; they are used only when asked for by name, and every
 result computed with them says "not comparable". Another module adds an extractor with
-``register_extractor(name, factory)`` where ``factory(device: torch.device, weights: str | None) -> Extractor``.
+``register_extractor(name, factory)`` where ``factory(device: torch.device, weights: str | None) -> Extractor``
+(or ``"module:function"`` naming it, imported on first use).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Callable
@@ -27,47 +29,47 @@ import torch
 
 from histosynth import defaults
 from histosynth.errors import HistosynthError
+from histosynth.device import resolve_device
 from histosynth.evaluation.config import DEFAULT_EXTRACTOR as DEFAULT
-from histosynth.evaluation.features.base import Extractor, as_float255_nchw, resize_tf1_bilinear, resolve_device, to_uint8
+from histosynth.evaluation.features.base import Extractor, as_float255_nchw, resize_tf1_bilinear, to_uint8
 from histosynth.evaluation.features.clip import ENV_CLIP, clip_vit_b16, clip_vit_l14_336
 from histosynth.evaluation.features.inception import inception_fid, random_inception
 from histosynth.evaluation.features.vgg import untrained_vgg16, vgg16_fc2
-from histosynth.evaluation.features.weights import ENV_INCEPTION, ENV_VGG16, weights_dir
+from histosynth.evaluation.features.weights import ENV_INCEPTION, ENV_VGG16
+from histosynth.files.weights import weights_dir
 
 ExtractorFactory = Callable[[torch.device, "str | Path | None"], Extractor]
 
 
-def _mft_snn_placeholder(device: torch.device, weights: str | Path | None = None) -> Extractor:
-    """Import histosynth.snn (it registers the real factory with register_extractor), then delegate to it."""
-    import histosynth.snn  # noqa: F401 - registers 'mft-snn'
-
-    factory = EXTRACTORS["mft-snn"]
-    if factory is _mft_snn_placeholder:
-        raise HistosynthError("the 'mft-snn' extractor did not register", "check that histosynth.snn imports (python -c 'import histosynth.snn')")
-    return factory(device, weights)
-
-
-EXTRACTORS: dict[str, ExtractorFactory] = {
+# Extractors built from code that itself imports this package name their factory as "module:function", imported
+# on first use: the evaluation package never imports histosynth.snn.
+EXTRACTORS: dict[str, ExtractorFactory | str] = {
     "inception-fid": inception_fid,
     "vgg16": vgg16_fc2,
     "random-inception": random_inception,
     "untrained-vgg16": untrained_vgg16,
     "clip-vit-l14-336": clip_vit_l14_336,
     "clip-vit-b16": clip_vit_b16,
-    "mft-snn": _mft_snn_placeholder,
+    "mft-snn": "histosynth.snn.extractor:mft_snn_extractor",
 }
-_PLACEHOLDERS = {"mft-snn"}
 _loaded: dict[tuple, Extractor] = {}
 
 
-def register_extractor(name: str, factory: ExtractorFactory, *, overwrite: bool = False) -> None:
-    """Add an extractor (``mft-snn`` may replace its placeholder without ``overwrite``)."""
-    if name in EXTRACTORS and name not in _PLACEHOLDERS and not overwrite:
+def register_extractor(name: str, factory: ExtractorFactory | str, *, overwrite: bool = False) -> None:
+    """Add an extractor: a factory, or ``"module:function"`` naming one (imported when first asked for)."""
+    if name in EXTRACTORS and not overwrite:
         raise ValueError(f"extractor '{name}' is already registered")
     EXTRACTORS[name] = factory
-    _PLACEHOLDERS.discard(name)
     for key in [k for k in _loaded if k[0] == name]:
         del _loaded[key]
+
+
+def _factory(name: str) -> ExtractorFactory:
+    factory = EXTRACTORS[name]
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = EXTRACTORS[name] = getattr(importlib.import_module(module), attr)
+    return factory
 
 
 def available_extractors() -> list[str]:
@@ -78,12 +80,12 @@ def get_extractor(name: str = DEFAULT, device: str | torch.device = "auto", weig
     """Load (once per process) the named extractor on ``device`` ("auto": CUDA when present)."""
     if name not in EXTRACTORS:
         raise HistosynthError(f"unknown feature extractor '{name}'", f"use one of: {', '.join(available_extractors())}")
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     # what the factories read besides their arguments: a changed env/cache/offline state loads afresh
     context = (os.environ.get(ENV_INCEPTION, ""), os.environ.get(ENV_VGG16, ""), os.environ.get(ENV_CLIP, ""), str(weights_dir()), defaults.offline())
     key = (name, str(dev), str(weights or ""), context)
     if key not in _loaded:
-        _loaded[key] = EXTRACTORS[name](dev, weights)
+        _loaded[key] = _factory(name)(dev, weights)
     return _loaded[key]
 
 
@@ -97,6 +99,5 @@ __all__ = [
     "get_extractor",
     "register_extractor",
     "resize_tf1_bilinear",
-    "resolve_device",
     "to_uint8",
 ]

@@ -25,16 +25,6 @@ import torch
 from histosynth.errors import HistosynthError
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise HistosynthError(f"device '{device}' requested but CUDA is not available", "use --device cpu (or auto)")
-    return torch.device(device)
-
-
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Generator output (float NCHW in [-1, 1]) -> uint8 NCHW, the inverse of ``x / 127.5 - 1``, rounded."""
     return ((images.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)

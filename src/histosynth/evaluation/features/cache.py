@@ -3,8 +3,7 @@
 Key = sha256 of {format, dataset (PatchStore.manifest_hash, split, subset size + seed), extractor identity
 (name, dim, preprocessing, weights sha256)}: a changed store, split, network or preprocessing never hits an old
 entry. Entries are ``<cache>/features/<key>.npz`` holding ``features`` (float32 when that is lossless, else
-float64), ``mu`` and ``sigma`` (float64) and a JSON ``meta``; written to a temp file in the same folder, fsynced,
-then ``os.replace``d, so readers see either the old entry, the new one, or none — never a partial file. An entry
+float64), ``mu`` and ``sigma`` (float64) and a JSON ``meta``; written atomically (:mod:`histosynth.files.atomic`), so readers see either the old entry, the new one, or none — never a partial file. An entry
 that cannot be read is treated as a miss and rewritten.
 """
 
@@ -12,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ import numpy as np
 
 from histosynth import defaults
 from histosynth.evaluation.features.base import Extractor
+from histosynth.files.atomic import atomic_open
 
 FORMAT = "histosynth.evaluation.features/1"
 
@@ -57,18 +55,8 @@ def load(key: str) -> dict[str, Any] | None:
 
 def save(key: str, features: np.ndarray, mu: np.ndarray, sigma: np.ndarray, meta: dict[str, Any]) -> Path:
     path = entry_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     f32 = features.astype(np.float32)
     stored = f32 if np.array_equal(f32.astype(np.float64), features) else np.asarray(features, np.float64)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, features=stored, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64), meta=np.array(json.dumps({**meta, "format": FORMAT, "key": key}, sort_keys=True)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path) as f:
+        np.savez(f, features=stored, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64), meta=np.array(json.dumps({**meta, "format": FORMAT, "key": key}, sort_keys=True)))
     return path

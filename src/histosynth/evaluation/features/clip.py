@@ -17,10 +17,7 @@ FID/KID on these features are not the standard ones (``comparable=False``); CMMD
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,29 +25,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from histosynth import defaults
-from histosynth.errors import DataError, HistosynthError
+from histosynth.errors import DataError
 from histosynth.evaluation.features.base import Extractor
-from histosynth.evaluation.features.weights import sha256_file, weights_dir
+from histosynth.files.weights import UrlFile, sha256_cached, url_file, weights_dir
 
 ENV_CLIP = "HISTOSYNTH_CLIP"
 _MEAN = (0.48145466, 0.4578275, 0.40821073)
 _STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-@dataclass(frozen=True)
-class ClipWeights:
-    model: str
-    file: str
-    sha256: str
-
-    @property
-    def url(self) -> str:
-        return f"https://openaipublic.azureedge.net/clip/models/{self.sha256}/{self.file}"
+def _openai(model: str, file: str, sha256: str) -> UrlFile:
+    """OpenAI's download URL carries the file's full sha256."""
+    return UrlFile(label=f"CLIP {model}", origin="OpenAI", file=file, url=f"https://openaipublic.azureedge.net/clip/models/{sha256}/{file}", sha256=sha256, progress=True)
 
 
 MODELS = {
-    "clip-vit-l14-336": ClipWeights("ViT-L/14@336px", "ViT-L-14-336px.pt", "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"),
-    "clip-vit-b16": ClipWeights("ViT-B/16", "ViT-B-16.pt", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
+    "clip-vit-l14-336": _openai("ViT-L/14@336px", "ViT-L-14-336px.pt", "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"),
+    "clip-vit-b16": _openai("ViT-B/16", "ViT-B-16.pt", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
 }
 
 
@@ -113,9 +104,9 @@ class ClipVisual(nn.Module):
         return self.ln_post(x[:, 0]) @ self.proj
 
 
-def _ways(spec: ClipWeights) -> str:
+def _ways(spec: UrlFile) -> str:
     return (
-        f"give OpenAI's CLIP {spec.model} checkpoint ({spec.file}, sha256 {spec.sha256}) one of three ways: "
+        f"give OpenAI's {spec.label} checkpoint ({spec.file}, sha256 {spec.sha256}) one of three ways: "
         f"(1) --weights PATH or {ENV_CLIP}=PATH; (2) put it at {weights_dir() / spec.file}; (3) allow internet "
         f"access (unset {defaults.ENV_OFFLINE}) to download {spec.url}. Without it, CMMD can still be computed on "
         "another extractor's features, labelled as not CLIP-CMMD"
@@ -125,31 +116,7 @@ def _ways(spec: ClipWeights) -> str:
 def clip_weights(name: str, path: str | Path | None = None) -> Path:
     """A verified checkpoint: ``path`` > $HISTOSYNTH_CLIP > cache > download from OpenAI (unless offline)."""
     spec = MODELS[name]
-    for source, given in (("--weights", path), (ENV_CLIP, os.environ.get(ENV_CLIP))):
-        if given:
-            p = Path(given).expanduser()
-            if not p.is_file():
-                raise DataError(f"{source} points at '{p}', which does not exist", _ways(spec))
-            if sha256_file(p) != spec.sha256:
-                raise DataError(f"'{p}' is not OpenAI's {spec.file} (sha256 mismatch)", _ways(spec))
-            return p
-    cached = weights_dir() / spec.file
-    if cached.is_file() and sha256_file(cached) == spec.sha256:
-        return cached
-    if defaults.offline():
-        raise HistosynthError(f"the CLIP {spec.model} weights are not available offline ({defaults.ENV_OFFLINE} is set)", _ways(spec))
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".{spec.file}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.hub.download_url_to_file(spec.url, tmp, hash_prefix=spec.sha256, progress=True)
-        os.replace(tmp, cached)
-    except Exception as e:  # noqa: BLE001 - no network, DNS, HTTP error, hash mismatch
-        raise HistosynthError(f"the CLIP {spec.model} weights are not cached and downloading them failed ({e.__class__.__name__}: {e})", _ways(spec)) from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return cached
+    return url_file(spec, path, flag="--weights", env=ENV_CLIP, ways=lambda: _ways(spec))
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -192,7 +159,7 @@ def make_extractor(name: str, net: ClipVisual, device: torch.device, weights: st
 def _factory(name: str):
     def factory(device: torch.device, weights: str | Path | None = None) -> Extractor:
         path = clip_weights(name, weights)
-        return make_extractor(name, ClipVisual.from_state_dict(load_state_dict(path)), device, str(path), sha256_file(path))
+        return make_extractor(name, ClipVisual.from_state_dict(load_state_dict(path)), device, str(path), sha256_cached(path))
 
     return factory
 

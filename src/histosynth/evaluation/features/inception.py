@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from histosynth.evaluation.features.base import Extractor, resize_tf1_bilinear
-from histosynth.evaluation.features.weights import INCEPTION, inception_weights, sha256_file
+from histosynth.evaluation.features.weights import INCEPTION, inception_weights
+from histosynth.files.weights import sha256_cached
 
 SIZE = 299
 PREPROCESS = "rgb uint8 0..255 -> float32 -> tf1-bilinear(align_corners=False) 299x299 -> (x-128)/128 -> pool3 2048"
@@ -51,7 +52,7 @@ def inception_fid(device: torch.device, weights: str | Path | None = None) -> Ex
         device=device,
         comparable=True,
         weights=str(path),
-        weights_sha256=sha256_file(path),
+        weights_sha256=sha256_cached(path),
         note=f"TF Inception-v3 2015-12-05 (FID standard) from {INCEPTION.requirement}:{INCEPTION.member}",
     )
 

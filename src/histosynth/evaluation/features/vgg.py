@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from histosynth.evaluation.features.base import Extractor, resize_tf1_bilinear
-from histosynth.evaluation.features.weights import VGG16_FILE, sha256_file, vgg16_weights
+from histosynth.evaluation.features.weights import VGG16_FILE, vgg16_weights
+from histosynth.files.weights import sha256_cached
 
 SIZE = 224
 PREPROCESS = "rgb uint8 0..255 -> float32 -> tf1-bilinear(align_corners=False) 224x224 -> imagenet mean/std -> vgg16 fc2 relu 4096"
@@ -51,7 +52,7 @@ def vgg16_fc2(device: torch.device, weights: str | Path | None = None) -> Extrac
         device=device,
         comparable=True,
         weights=str(path),
-        weights_sha256=sha256_file(path),
+        weights_sha256=sha256_cached(path),
         note=f"torchvision ImageNet VGG-16 ({VGG16_FILE}); matches torch-fidelity's vgg16 fc2_relu",
     )
 

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from histosynth.evaluation.features.base import resolve_device
+from histosynth.device import resolve_device
 
 
 def as_tensor(x: np.ndarray | torch.Tensor, device: str | torch.device = "auto") -> torch.Tensor:
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
     if t.ndim != 2:
         raise ValueError(f"features must be a 2-d (n, dim) array, got shape {tuple(t.shape)}")

@@ -129,7 +129,8 @@ def get_distance(name: str, device: torch.device, weights: str | Path | None = N
     """-> (distance fn, description {name, weights, weights_sha256, comparable, note}); loaded once per process."""
     if name not in DISTANCES:
         raise HistosynthError(f"unknown PPL distance '{name}'", f"use one of: {', '.join(DISTANCES)}")
-    from histosynth.evaluation.features.weights import sha256_file, vgg16_weights
+    from histosynth.evaluation.features.weights import vgg16_weights
+    from histosynth.files.weights import sha256_cached
 
     key = (name, str(device), str(weights or ""))
     if key in _distances:
@@ -140,7 +141,7 @@ def get_distance(name: str, device: torch.device, weights: str | Path | None = N
     elif name == "vgg16":
         path = vgg16_weights(weights)  # clear error offline without the file
         net = VGGDistance(torch.load(path, map_location="cpu", weights_only=True)).to(device)
-        desc = {"name": "vgg16", "weights": str(path), "weights_sha256": sha256_file(path), "note": "unweighted LPIPS form on ImageNet VGG-16 (LPIPS lin weights are not available offline): not comparable with LPIPS-based PPL"}
+        desc = {"name": "vgg16", "weights": str(path), "weights_sha256": sha256_cached(path), "note": "unweighted LPIPS form on ImageNet VGG-16 (LPIPS lin weights are not available offline): not comparable with LPIPS-based PPL"}
         _distances[key] = (net, desc)
     else:
         net = VGGDistance(None, seed=0).to(device)

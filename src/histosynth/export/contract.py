@@ -1,5 +1,5 @@
-"""Tensor names of the served generator (the ONNX graph and every Triton variant). Import-light on purpose:
-clients import it without torch."""
+"""Tensor names of the exported generator graph, which every Triton variant serves as is. Import-light on purpose:
+serving clients import it without torch."""
 
 INPUT_Z = "z"  # float32 (B, latent_dim)
 INPUT_CLASS = "class_id"  # int64 (B,) in the ONNX; (B, 1) over Triton (reshaped); only for conditional generators
