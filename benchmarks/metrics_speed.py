@@ -87,7 +87,7 @@ def end_to_end(k: int, repeat: int) -> dict:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     from histosynth.evaluation.features import DEFAULT, get_extractor
-    from histosynth.evaluation.features.weights import inception_weights
+    from histosynth.files.pretrained import inception_weights
 
     here = Path(__file__).resolve().parent.parent / "tests" / "metrics" / "conftest.py"
     import importlib.util

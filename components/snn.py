@@ -11,7 +11,7 @@ def build_pairs(splits: Input[Dataset], config_yaml: str, overrides: list, pairs
     """MFT-SNN pairs (one similar and two dissimilar levels, augmented) from the split stores."""
     from collections import namedtuple
 
-    from histosynth.snn.stages import pairs_stage
+    from histosynth.stages import pairs_stage
 
     counts = pairs_stage(splits.path, pairs.path, config_yaml, [str(o) for o in overrides])
     pairs.metadata.update({"counts": counts})
@@ -35,7 +35,7 @@ def train_snn(
     Stage 1 leaves `init_bundle` unset. `register_as`: register the trained network under this MLflow model name."""
     from collections import namedtuple
 
-    from histosynth.snn.stages import train_snn_stage
+    from histosynth.stages import train_snn_stage
 
     init = init_bundle.path if int(stage) == 2 and init_bundle is not None else ""
     extra = [f"tracking.register_as={register_as}"] if register_as else []

@@ -14,7 +14,7 @@ from pathlib import Path
 from kfp import dsl
 
 from components import build_pairs, prepare_data, train_gan, train_snn
-from pipelines.common import EVAL_CONFIG, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu
+from pipelines.common import EVAL_CONFIG, ROOT, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu
 
 NAME = "histosynth-rl-eo"
 DEFAULT_CONFIG = preset_json("rl-eo-samples.yaml")

@@ -11,7 +11,7 @@ from pathlib import Path
 from kfp import dsl
 
 from components import prepare_data, train_gan
-from pipelines.common import EVAL_CONFIG, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu
+from pipelines.common import EVAL_CONFIG, ROOT, Outputs, compile_pipeline, evaluate_register_export, preset_json, request_gpu
 
 NAME = "histosynth-train"
 DEFAULT_CONFIG = preset_json("dcgan-samples.yaml")

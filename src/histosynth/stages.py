@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from histosynth.config.snn import SnnConfig, load_snn_config
 from histosynth.data.split import REPORT, SPLITS
 from histosynth.errors import DataError
 from histosynth.evaluation.config import STAGE_DEFAULTS, EvalConfig
 from histosynth.files.atomic import swap_in, temp_beside
 from histosynth.files.outputs import check_dir
+from histosynth.snn.mft_snn import FILENAME as SNN_FILENAME
 
 
 def prepare_splits(
@@ -78,7 +80,6 @@ def train_stage(
     ``snn``: a trained MFT-SNN (snn.pt or its folder) for RL-EO; it switches the reward on (``rl_eo.enabled``).
     ``rl_eo_mode``: how the reward enters D's loss (``rl_eo.mode``; empty: the preset's)."""
     from histosynth.config import load_config
-    from histosynth.snn.mft_snn import FILENAME as SNN_FILENAME
     from histosynth.gan.train.trainer import train
 
     extra = [f"data.root={Path(splits_dir).absolute()}"]
@@ -134,3 +135,56 @@ def export_stage(name: str, version: str, tracking_uri: str, out_dir: str | Path
 
     report = export_registered(name, version=version, out_dir=out_dir, tracking_uri=tracking_uri)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in report.items()}
+
+
+# MFT-SNN stages (components/snn.py)
+
+
+def _snn_config(config_yaml: str, overrides: list[str]) -> SnnConfig:
+    if not config_yaml.strip():
+        return load_snn_config(None, overrides)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(config_yaml)
+    try:
+        return load_snn_config(f.name, overrides)
+    finally:
+        Path(f.name).unlink()
+
+
+def pairs_stage(splits_dir: str | Path, out_dir: str | Path, config_yaml: str = "", overrides: list[str] | None = None) -> dict[str, Any]:
+    """Build the pairs folder from ``splits_dir`` into ``out_dir``; -> counts per split and kind."""
+    from histosynth.snn.pairs import build_pairs
+
+    cfg = _snn_config(config_yaml, list(overrides or []))
+    m = build_pairs(cfg.pairs, root=str(Path(splits_dir).absolute()), out=str(out_dir))
+    return {s: {"patch": e["patch"]["count"], "stage1": e["stage1"]["count"], "mosaics": e["mosaics"]["count"]} for s, e in m["splits"].items()}
+
+
+def train_snn_stage(
+    pairs_dir: str | Path,
+    splits_dir: str | Path,
+    config_yaml: str,
+    overrides: list[str],
+    stage: int | str,
+    init_bundle: str | Path,
+    tracking_uri: str,
+    bundle_out: str | Path,
+) -> dict[str, Any]:
+    """Train stage 1, 2 (from ``init_bundle``: an snn.pt or its folder) or 'single'; copy snn.pt to ``bundle_out``."""
+    from histosynth.registry.snn import register_trained
+    from histosynth.snn.train import train_snn
+
+    init = Path(init_bundle) if init_bundle else None
+    if init is not None and init.is_dir():
+        init = init / SNN_FILENAME
+    cfg = _snn_config(
+        config_yaml,
+        [*overrides, f"train.pairs={Path(pairs_dir).absolute()}", f"train.splits={Path(splits_dir).absolute()}", f"train.stage={stage}", f"train.init_from={init or ''}"],
+    )
+    if tracking_uri:
+        cfg.tracking.tracking_uri = tracking_uri
+    result = register_trained(train_snn(cfg, progress=False), cfg.tracking.register_as)
+    dest = Path(bundle_out)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(result.bundle, dest / SNN_FILENAME)
+    return result.to_dict()

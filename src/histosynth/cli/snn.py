@@ -91,6 +91,7 @@ def train(
     progress: Optional[bool] = ProgressOpt,
 ) -> None:
     """Train the MFT-SNN (one stage, or stage 1 then 2 with --stage all); tracked in MLflow."""
+    from histosynth.registry.snn import register_trained
     from histosynth.snn.train import train_snn
 
     overrides = list(set_ or [])
@@ -111,7 +112,7 @@ def train(
             cfg.train.out_dir = str(Path(base_out) / f"stage{st}") if base_out else ""
             if prev is not None:
                 cfg.train.init_from = str(prev.bundle)
-        result = prev = train_snn(cfg, progress=progress)
+        result = prev = register_trained(train_snn(cfg, progress=progress), cfg.tracking.register_as)
         init_label = result.init.get("label", result.init.get("init", "?"))
         out.print(f"[bold green]stage {result.stage} done[/] {result.steps} steps in {result.wall_s:.1f} s on {result.device}", soft_wrap=True)
         out.print(f"  init          {init_label}", soft_wrap=True)
@@ -271,7 +272,7 @@ def register_cmd(
 ) -> None:
     """Register an SNN bundle (--run-id or --bundle) in the MLflow model registry."""
     from histosynth.registry import model_version_info
-    from histosynth.snn.registry import register_snn
+    from histosynth.registry.snn import register_snn
 
     if run_id is None and bundle is None:
         raise HistosynthError("nothing to register", "pass --run-id ID (an snn training run) or --bundle PATH (an snn.pt)")

@@ -9,6 +9,33 @@ from histosynth.config.base import Schema, Sections
 from histosynth.errors import ConfigError
 
 
+# Names the GAN sections accept. The modules that implement them (gan.diffaugment, gan.rl_eo) import these, so
+# a preset is checked when it is loaded (``--dry-run`` too) without the config layer importing the GAN code.
+AUGMENT_OPS = ("color", "translation", "cutout")  # DiffAugment operations, applied in the order given
+RL_EO_MODES = ("paper", "weighted", "soft-label")
+
+
+def parse_policy(policy: str) -> list[str]:
+    """``"color,translation"`` -> ["color", "translation"]; "" or "none" -> [] (no augmentation)."""
+    names = [p.strip() for p in (policy or "").split(",") if p.strip() and p.strip() != "none"]
+    unknown = [n for n in names if n not in AUGMENT_OPS]
+    if unknown:
+        raise ConfigError(f"unknown augment.policy entries {unknown}", f"use a comma-separated subset of: {', '.join(AUGMENT_OPS)} (or none)")
+    return names
+
+
+def check_mode(mode: str, weight: float, loss: str | None = None) -> None:
+    """Refuse a mode, weight (and loss, when given) that do not go together."""
+    if mode not in RL_EO_MODES:
+        raise ConfigError(f"rl_eo.mode={mode!r} is not an RL-EO mode", f"use one of: {', '.join(RL_EO_MODES)}")
+    if not weight >= 0:
+        raise ConfigError(f"rl_eo.weight={weight} must be >= 0", "the paper uses 0.3")
+    if mode != "paper" and weight > 1:
+        raise ConfigError(f"rl_eo.weight={weight} > 1 with rl_eo.mode={mode}: the fake term's weight or target would leave [0, 1]", "use a weight in [0, 1] (the paper's is 0.3)")
+    if mode == "soft-label" and loss is not None and loss not in ("bce", "lsgan"):
+        raise ConfigError(f"rl_eo.mode=soft-label needs a loss with a target for fakes, and loss.name={loss} has none", "use loss.name=bce or lsgan, or rl_eo.mode=weighted")
+
+
 @dataclass
 class DataConfig:
     root: str = "data/splits"  # output of `histosynth data split`
@@ -134,13 +161,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.ema_decay={cfg.train.ema_decay} must be in [0, 1)", "use 0 (off) or e.g. 0.999")
     if cfg.model.upsample not in ("resize", "deconv"):
         raise ConfigError(f"model.upsample={cfg.model.upsample!r} is not an up-sampling mode", "use resize (nearest + conv) or deconv (the paper's transposed conv)")
-    from histosynth.gan.diffaugment import parse_policy
-
     parse_policy(cfg.augment.policy)
     if cfg.optim.clip_mode not in ("norm", "value"):
         raise ConfigError(f"optim.clip_mode={cfg.optim.clip_mode!r} is not a clipping mode", "use norm (max total grad norm) or value (max |grad| per element)")
-    from histosynth.gan.rl_eo import check_mode
-
     check_mode(cfg.rl_eo.mode, cfg.rl_eo.weight, cfg.loss.name)
     if cfg.method == "ddpm" and cfg.rl_eo.enabled:
         raise ConfigError("method=ddpm with rl_eo.enabled=true: the RL-EO reward shapes a GAN discriminator, and a DDPM has none", "use rl_eo.enabled=false, or a GAN preset such as configs/rl-eo-samples.yaml")

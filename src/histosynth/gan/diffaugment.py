@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from histosynth.errors import ConfigError
+from histosynth.config.gan import AUGMENT_OPS, parse_policy
 
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
@@ -104,15 +104,7 @@ POLICIES: dict[str, Policy] = {
     "translation": Policy("translation", translation_params, translation_apply),
     "cutout": Policy("cutout", cutout_params, cutout_apply),
 }
-
-
-def parse_policy(policy: str) -> list[str]:
-    """``"color,translation"`` -> ["color", "translation"]; "" or "none" -> [] (no augmentation)."""
-    names = [p.strip() for p in (policy or "").split(",") if p.strip() and p.strip() != "none"]
-    unknown = [n for n in names if n not in POLICIES]
-    if unknown:
-        raise ConfigError(f"unknown augment.policy entries {unknown}", f"use a comma-separated subset of: {', '.join(POLICIES)} (or none)")
-    return names
+assert tuple(POLICIES) == AUGMENT_OPS, "config.gan.AUGMENT_OPS names what augment.policy accepts: keep it in step"
 
 
 class DiffAugment:

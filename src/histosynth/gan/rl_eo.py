@@ -50,14 +50,15 @@ from typing import Any
 
 import torch
 
-from histosynth.errors import ConfigError, HistosynthError
+from histosynth.config.gan import RL_EO_MODES, check_mode  # noqa: F401  (check_mode: validated with the config)
+from histosynth.errors import HistosynthError
 
 log = logging.getLogger("histosynth.gan.rl_eo")
 
 Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``similarity(a, b) -> (N,)`` in [0, 1] for two NCHW image batches in [-1, 1] of the same shape."""
 
-MODES = ("paper", "weighted", "soft-label")
+MODES = RL_EO_MODES
 REWARD_GRADIENT = {
     "paper": "none: constant wrt D and G parameters (frozen SNN, detached fakes); D's updates equal the plain GAN's",
     "weighted": "D only: (1 - w*s_i) scales D's fake-loss term per pair; G's loss has no reward",
@@ -267,18 +268,6 @@ class RLEOReward:
         self.window.copy_(state["window"].to(self.device))
         self.epoch.copy_(state["epoch"].to(self.device))
         self.half = self.half and bool(state.get("half", True))
-
-
-def check_mode(mode: str, weight: float, loss: str | None = None) -> None:
-    """Refuse a mode, weight (and loss, when given) that do not go together."""
-    if mode not in MODES:
-        raise ConfigError(f"rl_eo.mode={mode!r} is not an RL-EO mode", f"use one of: {', '.join(MODES)}")
-    if not weight >= 0:
-        raise ConfigError(f"rl_eo.weight={weight} must be >= 0", "the paper uses 0.3")
-    if mode != "paper" and weight > 1:
-        raise ConfigError(f"rl_eo.weight={weight} > 1 with rl_eo.mode={mode}: the fake term's weight or target would leave [0, 1]", "use a weight in [0, 1] (the paper's is 0.3)")
-    if mode == "soft-label" and loss is not None and loss not in ("bce", "lsgan"):
-        raise ConfigError(f"rl_eo.mode=soft-label needs a loss with a target for fakes, and loss.name={loss} has none", "use loss.name=bce or lsgan, or rl_eo.mode=weighted")
 
 
 def freeze(similarity: Similarity) -> None:

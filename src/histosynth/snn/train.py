@@ -256,13 +256,6 @@ def _train(cfg: SnnConfig, device: torch.device, progress: bool | None, parent_t
         mlflow.set_tag("histosynth.gan.bundle", str(bundle))
         final = history[-1] if history else {}
         mlflow.log_metric("wall_s", time.perf_counter() - t0)
-    registered = None
-    if cfg.tracking.register_as:
-        from histosynth.snn.registry import register_snn
-
-        from histosynth.registry import model_version_info
-
-        registered = model_version_info(register_snn(None, cfg.tracking.register_as, run_id=run_id, tracking_uri=uri))
     return SnnResult(
         run_id=run_id,
         stage=stage,
@@ -278,5 +271,4 @@ def _train(cfg: SnnConfig, device: torch.device, progress: bool | None, parent_t
         metrics={k: v for k, v in final.items() if k != "step"},
         val=val,
         plots=plots,
-        registered=registered,
     )

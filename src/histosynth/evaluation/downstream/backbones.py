@@ -6,7 +6,7 @@ definition order — the count the paper's phrase most plausibly refers to; ``tr
 The head (``Linear(in, hidden) -> ReLU -> Dropout(0.5) -> Linear(hidden, classes)``, or one ``Linear`` with
 ``hidden=0``) is always trained. Frozen BatchNorm layers are kept in eval mode while training.
 
-ImageNet weights follow the offline rules of ``features.weights``: ``--weights PATH`` > ``$HISTOSYNTH_RESNET``
+ImageNet weights follow the offline rules of ``files.pretrained``: ``--weights PATH`` > ``$HISTOSYNTH_RESNET``
 > ``<cache>/weights/<file>`` or the torch hub cache > checksummed download (the sha256 prefix torchvision puts in
 the file name) unless offline -> a clear error. ``init="random"`` trains from scratch, recorded as such.
 """

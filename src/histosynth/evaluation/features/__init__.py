@@ -35,7 +35,7 @@ from histosynth.evaluation.features.base import Extractor, as_float255_nchw, res
 from histosynth.evaluation.features.clip import ENV_CLIP, clip_vit_b16, clip_vit_l14_336
 from histosynth.evaluation.features.inception import inception_fid, random_inception
 from histosynth.evaluation.features.vgg import untrained_vgg16, vgg16_fc2
-from histosynth.evaluation.features.weights import ENV_INCEPTION, ENV_VGG16
+from histosynth.files.pretrained import ENV_INCEPTION, ENV_VGG16
 from histosynth.files.weights import weights_dir
 
 ExtractorFactory = Callable[[torch.device, "str | Path | None"], Extractor]
@@ -50,7 +50,7 @@ EXTRACTORS: dict[str, ExtractorFactory | str] = {
     "untrained-vgg16": untrained_vgg16,
     "clip-vit-l14-336": clip_vit_l14_336,
     "clip-vit-b16": clip_vit_b16,
-    "mft-snn": "histosynth.snn.extractor:mft_snn_extractor",
+    "mft-snn": "histosynth.evaluation.features.mft_snn:mft_snn_extractor",
 }
 _loaded: dict[tuple, Extractor] = {}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from histosynth.evaluation.features.base import Extractor, resize_tf1_bilinear
-from histosynth.evaluation.features.weights import VGG16_FILE, vgg16_weights
+from histosynth.files.pretrained import VGG16_FILE, vgg16_weights
 from histosynth.files.weights import sha256_cached
 
 SIZE = 224

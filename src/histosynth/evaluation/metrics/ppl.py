@@ -15,7 +15,7 @@ percentile interpolation). A class-conditional generator keeps one class per pai
   relu1_2, relu2_2, relu3_3, relu4_3 and relu5_3 are unit-normalised along channels, squared differences are
   summed over channels, averaged over positions and summed over the five layers. Images run at their own
   resolution (upsampled bilinearly to 32 px when smaller), on ImageNet-normalised [0, 1] values.
-  ``ppl_distance``: ``vgg16`` (weights by the rules of ``features.weights.vgg16_weights``: path / env / cache /
+  ``ppl_distance``: ``vgg16`` (weights by the rules of ``files.pretrained.vgg16_weights``: path / env / cache /
   checksummed download; offline without them -> a clear error), ``untrained-vgg16`` (seeded random weights,
   labelled not comparable) or ``pixel`` (sum over channels of squared [-1, 1] pixel differences, averaged over
   positions; for checks). Every result states its distance (``ppl_distance`` in details): these values are
@@ -129,7 +129,7 @@ def get_distance(name: str, device: torch.device, weights: str | Path | None = N
     """-> (distance fn, description {name, weights, weights_sha256, comparable, note}); loaded once per process."""
     if name not in DISTANCES:
         raise HistosynthError(f"unknown PPL distance '{name}'", f"use one of: {', '.join(DISTANCES)}")
-    from histosynth.evaluation.features.weights import vgg16_weights
+    from histosynth.files.pretrained import vgg16_weights
     from histosynth.files.weights import sha256_cached
 
     key = (name, str(device), str(weights or ""))

