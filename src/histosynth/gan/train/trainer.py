@@ -26,7 +26,7 @@ from histosynth.device import amp_for, describe, determinism, resolve_device, rn
 from histosynth.gan.weight_ema import GeneratorEMA
 from histosynth.errors import ConfigError, HistosynthError
 from histosynth.gan.losses import loss_from_config
-from histosynth.gan.nets import build_discriminator, build_generator, init_dcgan_weights
+from histosynth.gan.nets import build_d_objective, build_discriminator, build_generator, init_dcgan_weights
 from histosynth.gan.rl_eo import REWARD_GRADIENT, Similarity, reward_from_config
 from histosynth.gan.train.checkpoint import LAST, load_checkpoint, save_checkpoint
 from histosynth.data.loader import BatchSource, open_store
@@ -226,6 +226,7 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
         gp_weight=cfg.loss.gp_weight,
         reward=rl,
         augment=DiffAugment(cfg.augment.policy),
+        d_objective=build_d_objective(cfg.model.arch, loss, cfg.loss.recon_weight),
     )
     z_fixed, y_fixed = fixed_inputs(cfg, num_classes, device)
 
