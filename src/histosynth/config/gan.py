@@ -72,6 +72,7 @@ class LossConfig:
     name: str = "bce"  # bce (non-saturating G), hinge, lsgan, wgan, ganetic
     real_label: float = 0.9  # one-sided label smoothing (Salimans et al.)
     gp_weight: float = 0.0  # >0 adds a gradient penalty on D (WGAN-GP uses 10)
+    recon_weight: float = 1.0  # model.arch=masan only: weight of D's L1 reconstruction of real images (0: off)
 
 
 @dataclass
@@ -151,8 +152,11 @@ class Config(Sections):
 
 
 def validate(cfg: Config) -> None:
-    if cfg.data.image_size not in (32, 64, 128):
-        raise ConfigError(f"data.image_size={cfg.data.image_size} is not supported", "use 32, 64 or 128")
+    sizes = (64, 128, 256) if cfg.model.arch == "masan" else (32, 64, 128)
+    if cfg.data.image_size not in sizes:
+        raise ConfigError(f"data.image_size={cfg.data.image_size} is not supported for model.arch={cfg.model.arch}", f"use {sizes[0]}, {sizes[1]} or {sizes[2]}")
+    if cfg.model.arch == "masan" and cfg.rl_eo.enabled:
+        raise ConfigError("model.arch=masan with rl_eo.enabled=true: MASAN's discriminator trains on its own SAN objective, which the RL-EO reward does not reshape", "use rl_eo.enabled=false, or model.arch=dcgan")
     if cfg.train.batch_size < 2:
         raise ConfigError("train.batch_size must be >= 2 (batch norm needs more than one sample)")
     if cfg.train.device not in ("auto", "cpu", "cuda") and not cfg.train.device.startswith("cuda:"):

@@ -2,12 +2,12 @@
 
 from histosynth.gan.nets.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator", "init_dcgan_weights", "build_generator", "build_discriminator"]
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "init_dcgan_weights", "build_generator", "build_discriminator", "build_d_objective"]
 
 
 def build_generator(spec: dict):
     """``spec``: {arch, image_size, latent_dim, g_features, channels, num_classes, upsample}; arch ``ddpm``: see
-    :func:`histosynth.gan.nets.ddpm.build_ddpm`."""
+    :func:`histosynth.gan.nets.ddpm.build_ddpm`; arch ``masan``: :mod:`histosynth.gan.masan` (``upsample`` unused)."""
     arch = spec.get("arch", "dcgan")
     if arch == "ddpm":
         from histosynth.gan.nets.ddpm import build_ddpm  # diffusers is imported only for a DDPM
@@ -22,9 +22,13 @@ def build_generator(spec: dict):
             num_classes=spec.get("num_classes", 0),
             upsample=spec.get("upsample", "deconv"),
         )
+    if arch == "masan":
+        from histosynth.gan.masan import MASANGenerator
+
+        return MASANGenerator(spec["image_size"], spec.get("latent_dim", 100), spec.get("g_features", 64), spec.get("channels", 3), spec.get("num_classes", 0))
     from histosynth.errors import ConfigError
 
-    raise ConfigError(f"unknown generator architecture '{arch}'", "use model.arch=dcgan")
+    raise ConfigError(f"unknown generator architecture '{arch}'", "use model.arch=dcgan or masan")
 
 
 def build_discriminator(spec: dict):
@@ -39,6 +43,20 @@ def build_discriminator(spec: dict):
             batchnorm=spec.get("d_batchnorm", True),
             minibatch_std=spec.get("d_minibatch_std", False),
         )
+    if arch == "masan":
+        from histosynth.gan.masan import MASANDiscriminator
+
+        return MASANDiscriminator(spec["image_size"], spec.get("d_features", 64), spec.get("channels", 3), spec.get("num_classes", 0), spec.get("spectral_norm", False), spec.get("d_batchnorm", True))
     from histosynth.errors import ConfigError
 
-    raise ConfigError(f"unknown discriminator architecture '{arch}'", "use model.arch=dcgan")
+    raise ConfigError(f"unknown discriminator architecture '{arch}'", "use model.arch=dcgan or masan")
+
+
+def build_d_objective(arch: str, loss, recon_weight: float = 1.0):
+    """The discriminator's own objective for the training step (``GANStep(d_objective=...)``), or None for
+    architectures trained on the plain loss of D's logits."""
+    if arch == "masan":
+        from histosynth.gan.masan import MASANObjective
+
+        return MASANObjective(loss, recon_weight)
+    return None

@@ -6,12 +6,18 @@ in G's.
 The loop is architecture-independent: any (G, D) pair with ``G(z[, y])`` and ``D(x[, y]) -> logits (B,)``.
 With an RL-EO ``reward`` (:mod:`histosynth.gan.rl_eo`) D's loss takes the similarity scores as its ``mode``
 says; the logged ``loss_d`` is the loss D minimised and ``loss_d_gan`` is the plain ``L_D``.
+
+A discriminator with an objective of its own (MASAN: SAN's split terms plus reconstruction,
+:mod:`histosynth.gan.masan.objective`) comes as ``d_objective(D, real_aug, fake_aug, y) -> DTerms``: it replaces
+the two logit passes and ``loss_d_real/fake``, and its ``extra`` term is added to ``loss_d``. G's update is the
+same for every architecture: the loss on D's plain output.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -19,6 +25,9 @@ from torch import nn
 from histosynth.device import Amp
 from histosynth.gan.losses import GANLoss, gradient_penalty
 from histosynth.gan.rl_eo import RewardOut, RLEOReward
+
+if TYPE_CHECKING:
+    from histosynth.gan.masan.objective import DTerms
 
 
 def clip_and_norm(params: list[nn.Parameter], limit: float, mode: str = "norm") -> torch.Tensor:
@@ -61,6 +70,7 @@ class GANStep:
         scaler_d: torch.amp.GradScaler | None = None,
         reward: RLEOReward | None = None,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        d_objective: Callable[..., DTerms] | None = None,
     ):
         self.G, self.D = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
@@ -73,6 +83,7 @@ class GANStep:
         self.gp_weight = float(gp_weight)
         self.reward = reward
         self.augment = augment if augment else (lambda x: x)
+        self.d_objective = d_objective
         self.scaler_g = scaler_g if scaler_g is not None else amp.scaler()
         self.scaler_d = scaler_d if scaler_d is not None else amp.scaler()
         self.g_params = [p for p in generator.parameters() if p.requires_grad]
@@ -101,13 +112,21 @@ class GANStep:
                 fake = self._g(z, y)
             # RL-EO: the SNN scores (real_i, fake_i) beside D's forward passes (a side stream on CUDA)
             pending = self.reward.start(x, fake.detach(), labels) if self.reward is not None else None
+            terms = None
             with self.amp.autocast():
-                real_logits = self._d(self.augment(x), y)  # separate real and fake mini-batches (Salimans et al.)
-                fake_logits = self._d(self.augment(fake.detach()), y)
-            loss_real = self.loss.d_real(real_logits)
-            loss_fake = self.loss.d_fake(fake_logits)
+                if self.d_objective is not None:
+                    terms = self.d_objective(self.D, self.augment(x), self.augment(fake.detach()), y)
+                    real_logits, fake_logits = terms.real_logits, terms.fake_logits
+                else:
+                    real_logits = self._d(self.augment(x), y)  # separate real and fake mini-batches (Salimans et al.)
+                    fake_logits = self._d(self.augment(fake.detach()), y)
+            loss_real = self.loss.d_real(real_logits) if terms is None else terms.loss_real
+            loss_fake = self.loss.d_fake(fake_logits) if terms is None else terms.loss_fake
             r = pending.result() if pending is not None and self.reward.mode != "paper" else None
             loss_d = loss_real + (self._acting_fake_term(r, fake_logits) if r is not None else loss_fake)
+            if terms is not None:
+                loss_d = loss_d + terms.extra
+                m.update(terms.metrics)
             loss_d_gan = loss_real + loss_fake
             if self.gp_weight > 0:
                 gp = gradient_penalty(self.D, x, fake, y)

@@ -28,7 +28,7 @@ from histosynth.device import Amp, amp_for, determinism, resolve_device, rng_sta
 from histosynth.errors import ConfigError, HistosynthError
 from histosynth.gan.diffaugment import DiffAugment
 from histosynth.gan.losses import loss_from_config
-from histosynth.gan.nets import build_discriminator, build_generator, init_dcgan_weights
+from histosynth.gan.nets import build_d_objective, build_discriminator, build_generator, init_dcgan_weights
 from histosynth.gan.rl_eo import REWARD_GRADIENT, RLEOReward, Similarity
 from histosynth.gan.train.callbacks import Checkpoints, EMAUpdate, EpochMetrics, History, MetricMeter, MetricWindow, Progress, SampleGrids, mlflow_metrics, pushgateway
 from histosynth.gan.train.checkpoint import LAST, load_checkpoint
@@ -152,6 +152,7 @@ def build_gan(cfg: Config, source: BatchSource, device: torch.device, amp: Amp, 
         gp_weight=cfg.loss.gp_weight,
         reward=rl,
         augment=DiffAugment(cfg.augment.policy),
+        d_objective=build_d_objective(cfg.model.arch, loss, cfg.loss.recon_weight),
     )  # fmt: skip
     return GAN(G, D, opt_g, opt_d, step, rl, num_classes, steps_per_epoch, total_steps)
 
