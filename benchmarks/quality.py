@@ -33,6 +33,21 @@ METHODS = {
 KEYS = ("fid", "kid_mean", "precision", "recall", "f1")
 
 
+def results_folder(out: str, budget: dict[str, object]) -> tuple[Path, Path, str]:
+    """-> (the output folder, made; its results.jsonl; its MLflow URI). Exits with an error when the JSONL holds
+    cells of another ``budget`` (e.g. steps): resuming next to them would mix budgets in one table."""
+    folder = Path(out).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    jsonl = folder / "results.jsonl"
+    want = tuple(budget.values())
+    other = sorted({tuple(r.get(k) for k in budget) for r in read_done(jsonl).values()} - {want}, key=str)
+    if other:
+        names = ", ".join(budget)
+        print(f"error: {jsonl} holds cells of another budget ({names}) {other}, not {want}\nfix: pass another --out, or the same {names} to resume", file=sys.stderr)
+        sys.exit(2)
+    return folder, jsonl, f"sqlite:///{folder / 'mlflow.db'}"
+
+
 def read_done(path: Path) -> dict[tuple[str, int], dict]:
     if not path.is_file():
         return {}
@@ -105,12 +120,15 @@ def summarise(rows: list[dict], methods=METHODS, keys=KEYS) -> dict[str, dict[st
     return out
 
 
-def table(summary: dict, keys=KEYS) -> list[str]:
-    """Markdown rows: mean +- std per metric (``-`` where a method has none) and the wall times of a run."""
-    lines = ["| method | " + " | ".join(keys) + " | train s | eval s |", "|---" * (len(keys) + 3) + "|"]
+def table(summary: dict, keys=KEYS, published: tuple[str, dict[str, str]] | None = None) -> list[str]:
+    """Markdown rows: mean +- std per metric (``-`` where a method has none) and the wall times of a run;
+    ``published`` (column title, method -> value) adds a last column of published numbers beside them."""
+    title, values = published or ("", {})
+    extra = [title] if published else []
+    lines = ["| method | " + " | ".join([*keys, "train s", "eval s", *extra]) + " |", "|---" * (len(keys) + 3 + len(extra)) + "|"]
     for method, s in summary.items():
         cells = [f"{s[k]['mean']:.4g} +- {s[k]['std']:.2g}" if k in s else "-" for k in (*keys, "train_s", "eval_s")]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | " + " | ".join([*cells, *([values.get(method, "-")] if published else [])]) + " |")
     return lines
 
 
@@ -118,18 +136,25 @@ def write_summary(out: Path, summary: dict, **extra) -> None:
     (out / "summary.json").write_text(json.dumps({"command": " ".join([Path(sys.executable).name, *sys.argv]), "torch": torch.__version__, **extra, "summary": summary}, indent=2) + "\n")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def budget_parser(doc: str, *, steps: int, out: str) -> argparse.ArgumentParser:
+    """The options every fixed-budget benchmark built on :func:`run_cell` takes (what ``run_cell`` reads from
+    ``args``): data, evaluation split and size, seeds, steps, batch, device, overrides, output folder."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/splits", help="split folder: 'train' to train on, --eval-split to score against")
     ap.add_argument("--eval-split", default="test")
     ap.add_argument("--eval-n", type=int, default=0, help="score a seeded subset of N real patches against N fakes (0: the whole split)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=1200, help="G steps per run, the same for every method")
+    ap.add_argument("--steps", type=int, default=steps, help="G steps per run, the same for every method")
     ap.add_argument("--batch", type=int, default=0, help="batch size for every method (0: each preset's own)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", "-s", dest="overrides", action="append", default=[], help="extra override for every method (repeatable)")
+    ap.add_argument("--out", default=out)
+    return ap
+
+
+def main() -> None:
+    ap = budget_parser(__doc__, steps=1200, out="bench/quality")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="run only these (the summary reads every finished cell)")
-    ap.add_argument("--out", default="bench/quality")
     args = ap.parse_args()
     args.data = str(Path(args.data).absolute())
 

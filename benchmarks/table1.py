@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 # benchmarks/ is on sys.path as the folder of the script being run
-from quality import KEYS, read_done, run_cell, run_grid, summarise, table, write_summary
+from quality import KEYS, results_folder, run_cell, run_grid, summarise, table, write_summary
 from rl_eo_vs_dcgan import train_snn
 
 from histosynth.gan.baselines import PAPER_FID_BACH64, preset_path
@@ -72,14 +72,7 @@ def main() -> None:
     if len(args.seeds) < 3:
         print(f"warning: {len(args.seeds)} seed(s): Table 1 needs >= 3 for a mean +- std worth reading", file=sys.stderr)
 
-    out = Path(args.out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{out / 'mlflow.db'}"
-    jsonl = out / "results.jsonl"
-    other = sorted({(r.get("scale"), r["steps"]) for r in read_done(jsonl).values()} - {(args.scale, args.steps)})
-    if other:  # skipping those cells would mix budgets in one table
-        print(f"error: {jsonl} holds cells of another budget (scale, steps) {other}, not ({args.scale!r}, {args.steps})\nfix: pass another --out, or the same --scale/--steps to resume", file=sys.stderr)
-        sys.exit(2)
+    out, jsonl, uri = results_folder(args.out, {"scale": args.scale, "steps": args.steps})
     snn = args.snn
     if not snn and any(METHODS[m][0] == "RL-EO" for m in args.methods):
         snn = str(train_snn(out, Path(args.data), uri))

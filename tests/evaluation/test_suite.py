@@ -75,7 +75,7 @@ def test_mlflow_logging_and_report_from_run_ids(setup, pixel_extractor, tmp_path
                            mlflow_run_id=run.info.run_id, tstr="on" if bundle == "cond" else "off", tstr_options=PLUMBING_TSTR,
                            tsne=True, knn=2, knn_rows=2, artifacts_dir=tmp_path / bundle)  # fmt: skip
     logged = mlflow.get_run(ids[0]).data.metrics
-    assert "test/test-pixels/cmmd" in logged and "tstr/synthetic/accuracy_mean" in logged and "tstr/real_synthetic/f1_macro_std" in logged
+    assert "test/test-pixels/cmmd" in logged and "test/test-pixels/fid/a" in logged and "test/test-pixels/fid_class_mean" in logged and "tstr/synthetic/accuracy_mean" in logged and "tstr/real_synthetic/f1_macro_std" in logged
     res = cli("evaluate", "report", *ids, "--out", str(tmp_path / "rep"))
     assert res.exit_code == 0, res.output
     text = (tmp_path / "rep" / "report.md").read_text()

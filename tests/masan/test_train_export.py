@@ -92,8 +92,14 @@ def test_tiny_run_of_the_trainer(store_root, tracking_uri, tmp_path):
 
 @pytest.mark.integration
 def test_served_by_triton_per_class(masan_bundle, tmp_path):
-    """The exported MASAN generator in a real tritonserver (python backend): images per class equal onnxruntime's."""
+    """The exported MASAN generator in a real tritonserver (python backend): images per class equal onnxruntime's,
+    through the client and through `histosynth synth --class` (the CLI a user runs)."""
+    import json
     import socket
+    import subprocess
+    import sys
+
+    from PIL import Image
 
     from histosynth.serving import GeneratorClient, TritonServer, build_repository, latents
 
@@ -113,4 +119,51 @@ def test_served_by_triton_per_class(masan_bundle, tmp_path):
         with GeneratorClient(server.http_url, "http", model="masan") as client:
             assert client.info.classes == ["blood_smear", "he_skin", "ihc_colon"] and client.info.image_size == 64
             imgs, _ = client.generate(z, c)
+        out = tmp_path / "synth"
+        exe = str(Path(sys.executable).parent / "histosynth")
+        r = subprocess.run([exe, "synth", "--n", "3", "--seed", "5", "--class", "ihc_colon", "--out", str(out), "--url", server.http_url], capture_output=True, text=True, timeout=120)
     assert np.array_equal(imgs, ref_u8) and not np.array_equal(imgs[0], imgs[1])
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["class"] == "ihc_colon" and {e["class"] for e in manifest["images"]} == {"ihc_colon"}
+    want = sess.run(["images_uint8"], {"z": latents(5, range(3), 16), "class_id": np.full(3, 2, dtype=np.int64)})[0]
+    for i, entry in enumerate(manifest["images"]):  # image i from latent (seed, i) and the class asked for
+        with Image.open(out / entry["file"]) as im:
+            assert np.array_equal(np.asarray(im.convert("RGB")), want[i])
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # ~40 s on 2 cores: a whole kfp.local run (sample data built inside it, 2 training steps)
+@pytest.mark.timeout(900)
+def test_train_pipeline_runs_the_masan_preset(tmp_path):
+    """`histosynth pipeline run train --config configs/masan-samples.yaml`, shrunk: the preset picks the method, and
+    the run trains MASAN, evaluates it (with per-class FID), registers it and exports an ONNX model with a class input."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    tiny = ["train.max_steps=2", "model.g_features=8", "model.d_features=8", "model.latent_dim=16", "train.batch_size=8", "train.n_samples=4", "train.device=cpu"]
+    exe = str(Path(sys.executable).parent / "histosynth")
+    cmd = [exe, "pipeline", "run", "train", "--config", "configs/masan-samples.yaml", *sum((["--set", o] for o in tiny), []), "--data-repo", "", "--model-name", "tiny-masan",
+           "--eval-n-fake", "48", "--eval-metrics", "fid", "--eval-tstr", "off", "--no-eval-diagnostics", "--pipeline-root", str(tmp_path / "runs")]  # fmt: skip
+    # 48 fakes: the smallest class of the sample test split (~1 in 16 patches) still gets the 2 a per-class FID needs
+    proc = subprocess.run(cmd, cwd=CONFIGS.parent, env=dict(os.environ), capture_output=True, text=True, timeout=850)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+    runs = tmp_path / "runs"
+    G, meta = load_generator(next(runs.rglob("generator.pt")))
+    assert isinstance(G, MASANGenerator) and meta["classes"] == ["blood_smear", "he_skin", "he_tumour", "ihc_colon"]
+    record = json.loads(next(p for p in runs.rglob("results") if p.is_file()).read_text().splitlines()[-1])
+    assert record["model"]["arch"] == "masan" and sum(record["fake_class_counts"].values()) == 48  # in the test split's proportions
+    assert {"fid", "fid_class_mean", *(f"fid/{c}" for c in meta["classes"])} <= set(record["metrics"])
+    sess = ort.InferenceSession(str(next(runs.rglob("model.onnx"))), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["z", "class_id"]
+
+    uri = f"sqlite:///{Path(os.environ['HISTOSYNTH_HOME']) / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mv = client.get_model_version_by_alias("tiny-masan", "candidate")
+    run = client.get_run(mv.run_id)
+    assert run.data.params["method"] == "masan" and "test/fid/he_skin" in run.data.metrics

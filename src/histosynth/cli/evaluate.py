@@ -59,6 +59,7 @@ def evaluate(
     knn: int = typer.Option(DEFAULTS.knn, "--knn", help="Write a K-nearest-real-neighbours grid with this K (memorization check; 0: off)."),
     knn_rows: int = typer.Option(DEFAULTS.knn_rows, "--knn-rows", help="Synthetic samples (rows) in the kNN grid: the closest to any real patch."),
     report: bool = typer.Option(DEFAULTS.report, "--report", help="Write report.md and report.html for this evaluation."),
+    per_class_fid: bool = typer.Option(DEFAULTS.per_class_fid, "--per-class-fid/--no-per-class-fid", help="Class-conditional generators: also the FID of each class (fid/<class>) and their mean."),
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Folder for plots and the report (default: beside --out, else under the state folder)."),
     force: bool = ForceOpt,
 ) -> None:

@@ -58,6 +58,8 @@ class ModelConfig:
     d_batchnorm: bool = True  # WGAN-GP needs no batch norm in D
     d_minibatch_std: bool = False  # D sees each batch's feature spread (ProGAN): counters mode collapse
     upsample: str = "resize"  # G's x2 layers: resize (nearest + 3x3 conv, no checkerboard) or deconv (the paper's)
+    masan_attention: bool = True  # model.arch=masan only: Efficient Multi-scale Attention between G's blocks (false: ablation)
+    san: bool = True  # model.arch=masan only: SAN last layer in D (false: a plain linear head on the GAN loss, no direction term)
 
 
 @dataclass
@@ -155,6 +157,9 @@ def validate(cfg: Config) -> None:
     sizes = (64, 128, 256) if cfg.model.arch == "masan" else (32, 64, 128)
     if cfg.data.image_size not in sizes:
         raise ConfigError(f"data.image_size={cfg.data.image_size} is not supported for model.arch={cfg.model.arch}", f"use {sizes[0]}, {sizes[1]} or {sizes[2]}")
+    if cfg.model.arch != "masan" and not (cfg.model.masan_attention and cfg.model.san):
+        off = [k for k in ("masan_attention", "san") if not getattr(cfg.model, k)]
+        raise ConfigError(f"model.{off[0]}=false with model.arch={cfg.model.arch}: it switches off a part of MASAN", "leave it at true, or use model.arch=masan")
     if cfg.model.arch == "masan" and cfg.rl_eo.enabled:
         raise ConfigError("model.arch=masan with rl_eo.enabled=true: MASAN's discriminator trains on its own SAN objective, which the RL-EO reward does not reshape", "use rl_eo.enabled=false, or model.arch=dcgan")
     if cfg.train.batch_size < 2:

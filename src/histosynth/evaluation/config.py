@@ -27,7 +27,9 @@ class EvalConfig:
     (else a seeded subset); ``weights`` "": the extractor's default weights; ``cmmd_extractor`` "": ``extractor``;
     ``metric_options``: overrides of ``histosynth.evaluation.metrics.DEFAULTS``; ``tstr`` off/on/auto with
     ``tstr_options`` (``TstrConfig`` fields); ``tsne`` / ``knn`` (K, 0: off; ``knn_rows`` rows) the diagnostics
-    plots; ``report`` report.md/.html. "Unset" is 0 or "", not None: KFP parameters cannot hold null, and None
+    plots; ``report`` report.md/.html; ``per_class_fid``: for a class-conditional generator, also the FID of each
+    class against the same class's real samples (``fid/<class>`` and their mean ``fid_class_mean``, as
+    class-conditional GAN papers report it; no effect on unconditional generators). "Unset" is 0 or "", not None: KFP parameters cannot hold null, and None
     (a CLI flag left out) is read as unset."""
 
     split: str = "test"
@@ -48,6 +50,7 @@ class EvalConfig:
     knn: int = 0
     knn_rows: int = 8
     report: bool = False
+    per_class_fid: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.metrics, str):  # a list of names, as the library's callers may pass

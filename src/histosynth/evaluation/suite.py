@@ -8,7 +8,8 @@
    gets class ids in the real split's class proportions (largest-remainder rounding, shuffled with the seed);
    generator output [-1, 1] is quantized to uint8 exactly like stored patches, then goes through the extractor's
    one preprocessing path, as the real patches do;
-3. the metrics (``histosynth.evaluation.metrics``), the result record appended as one JSON line to ``out_jsonl`` and, with
+3. the metrics (``histosynth.evaluation.metrics``; for a class-conditional generator also the FID per class,
+   ``fid/<class>`` and ``fid_class_mean``, from the same features), the result record appended as one JSON line to ``out_jsonl`` and, with
    ``mlflow_run_id``, logged to that run (metrics ``<split>/<name>``, prefixed by the extractor name when it is not
    the standard ``inception-fid``; the record as an artifact under ``evaluations/``).
 
@@ -308,6 +309,10 @@ def evaluate_generator(
         c_vals, c_details = M.compute(["cmmd"], c_real, c_fake, **opts)
         values = {**values, **c_vals}
         details.update({k: v for k, v in c_details.items() if k != "seconds"})
+    per_class_notes: list[str] = []
+    if conditional and cfg.per_class_fid and "fid" in names:
+        per_class, per_class_notes = _per_class_fid(r_feats, np.asarray(store.classes)[store.labels[idx]], f_feats, np.asarray(meta["classes"])[class_ids], list(meta["classes"]), opts)
+        values.update(per_class)
     if "cmmd" in names:
         from histosynth.evaluation.metrics import cmmd as cmmd_metric
 
@@ -319,6 +324,7 @@ def evaluate_generator(
         notes.append(f"{ext.note or 'not comparable with published numbers'} (extractor {ext.name})")
     if min(len(idx), n_fake) < 2048 and "fid" in names:
         notes.append(f"FID on {min(len(idx), n_fake)} samples (< 2048 = feature dim): biased upwards, compare only at equal sample sizes")
+    notes += per_class_notes
     if "cmmd" in names and "NOT CLIP-CMMD" in details["cmmd_features"]:
         notes.append(f"cmmd is {details['cmmd_features']}")
     if "ppl" in names:
@@ -385,6 +391,21 @@ def evaluate_generator(
         with phase(progress, "log to MLflow"):
             log_to_mlflow(mlflow_run_id, record, tracking_uri)
     return record
+
+
+def _per_class_fid(real: np.ndarray, real_classes: np.ndarray, fake: np.ndarray, fake_classes: np.ndarray, classes: list[str], opts: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
+    """``fid/<class>`` (class names made safe for MLflow keys) and ``fid_class_mean``, with notes for the classes
+    too small to score and on the per-class sample sizes (each class's FID is more biased than the overall one)."""
+    from histosynth.gan.rl_eo import safe_name
+
+    values, skipped = M.fid.per_class(real, real_classes, fake, fake_classes, classes, **opts)
+    out = {f"fid/{safe_name(c)}": v for c, v in values.items()}
+    notes = [f"no FID for class '{c}': {why} (generate more images, --n, or evaluate on a larger split)" for c, why in skipped.items()]
+    if values:
+        out["fid_class_mean"] = float(np.mean(list(values.values())))
+        sizes = [int(min((real_classes == c).sum(), (fake_classes == c).sum())) for c in values]
+        notes.append(f"per-class FID on {min(sizes)}-{max(sizes)} samples per class: more biased than the overall FID, compare only at equal sample sizes; fid_class_mean is their unweighted mean")
+    return out, notes
 
 
 def _default_artifacts_dir(out_jsonl: str | Path | None, record: dict[str, Any]) -> Path:

@@ -66,10 +66,12 @@ def recon_targets(real: torch.Tensor, part: int) -> tuple[torch.Tensor, torch.Te
 
 
 class MASANDiscriminator(nn.Module):
-    def __init__(self, image_size: int = 256, features: int = 64, channels: int = 3, num_classes: int = 0, spectral_norm: bool = True, batchnorm: bool = True):
+    def __init__(self, image_size: int = 256, features: int = 64, channels: int = 3, num_classes: int = 0, spectral_norm: bool = True, batchnorm: bool = True, san: bool = True):
+        """``san`` False: the last layer is a plain linear head (unnormalised per-class rows) trained on the GAN loss
+        alone (the ablation of ``model.san=false``; :class:`~histosynth.gan.masan.objective.MASANObjective`)."""
         super().__init__()
         n_doublings(image_size)  # checks the size
-        self.num_classes = num_classes
+        self.num_classes, self.sliced = num_classes, san
         sn = _maybe_sn(spectral_norm)
 
         def width(r: int) -> int:
@@ -81,7 +83,7 @@ class MASANDiscriminator(nn.Module):
         self.stem = nn.Sequential(sn(nn.Conv2d(channels, width(res[0]), 4, 2, 1, bias=False)), nn.LeakyReLU(0.2))
         self.downs = nn.ModuleList(DownBlock(width(a), width(b), sn, batchnorm) for a, b in zip(res, res[1:]))
         self.head = nn.Sequential(sn(nn.Conv2d(width(8), 2 * features, 4, 2, 1, bias=False)), nn.LeakyReLU(0.2), nn.Flatten())
-        self.san = SANLinear(2 * features * 16, num_classes)
+        self.san = SANLinear(2 * features * 16, num_classes, normalize=san)
         n_up = n_doublings(image_size) - 2  # 8 -> image_size / 2
         self.decode_8 = decoder(width(8), n_up, 2 * features, channels)
         self.decode_16 = decoder(width(16), n_up, 2 * features, channels)

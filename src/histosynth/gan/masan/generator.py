@@ -71,7 +71,8 @@ class SkipExcitation(nn.Module):
 
 
 class MASANGenerator(nn.Module):
-    def __init__(self, image_size: int = 256, latent_dim: int = 256, features: int = 64, channels: int = 3, num_classes: int = 0, attention_groups: int = 8):
+    def __init__(self, image_size: int = 256, latent_dim: int = 256, features: int = 64, channels: int = 3, num_classes: int = 0, attention_groups: int = 8, attention: bool = True):
+        """``attention`` False: no attention layers (the ablation of ``model.masan_attention=false``)."""
         super().__init__()
         n = n_doublings(image_size)
         self.image_size, self.latent_dim, self.num_classes = image_size, latent_dim, num_classes
@@ -79,7 +80,7 @@ class MASANGenerator(nn.Module):
         self.init = nn.Sequential(nn.ConvTranspose2d(latent_dim, 2 * chans[0], 4, 1, 0, bias=False), nn.BatchNorm2d(2 * chans[0]), nn.GLU(dim=1))
         self.blocks = nn.ModuleList(up_block(a, b) for a, b in zip(chans, chans[1:]))
         inner = range(1, n)  # block outputs between the first and the last layer
-        self.attention = nn.ModuleDict({str(i): EfficientMultiScaleAttention(chans[i], attention_groups) for i in inner})
+        self.attention = nn.ModuleDict({str(i): EfficientMultiScaleAttention(chans[i], attention_groups) for i in inner} if attention else {})
         # block i makes 4 * 2**i px; from 64 px on it is gated by the map 16x smaller (index i - 4)
         self.excite = nn.ModuleDict({str(i): SkipExcitation(chans[i - 4], 4 << (i - 4), chans[i]) for i in range(4, n + 1)})
         if num_classes:

@@ -7,7 +7,8 @@
 (``f_fun``/``f_dir``: :mod:`histosynth.gan.masan.san`; decoders and targets:
 :mod:`histosynth.gan.masan.discriminator`). ``x`` is the real batch as D saw it (after DiffAugment), so the
 decoders rebuild D's actual input; the quadrant ``q`` is drawn once per batch from the global RNG (seeded and
-checkpointed with the run). G is trained by the step on the plain output ``<w, h>`` as usual.
+checkpointed with the run). G is trained by the step on the plain output ``<w, h>`` as usual. A discriminator
+built without SAN (``model.san=false``, an ablation) gets the GAN loss on its plain output and no direction term.
 """
 
 from __future__ import annotations
@@ -50,11 +51,16 @@ class MASANObjective:
     def __call__(self, D: MASANDiscriminator, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> DTerms:
         h_real, f8, f16 = D.features(real)
         h_fake = D.features(fake)[0]
-        fun_real, dir_real = D.san.split(h_real, y)
-        fun_fake, dir_fake = D.san.split(h_fake, y)
-        direction = wasserstein_direction_loss(dir_real, dir_fake)
-        m = {"san/loss_dir": direction.detach()}
-        extra = direction
+        m: dict[str, torch.Tensor] = {}
+        extra = torch.zeros((), device=real.device)
+        if D.sliced:
+            fun_real, dir_real = D.san.split(h_real, y)
+            fun_fake, dir_fake = D.san.split(h_fake, y)
+            direction = wasserstein_direction_loss(dir_real, dir_fake)
+            m["san/loss_dir"] = direction.detach()
+            extra = extra + direction
+        else:  # the ablation: a plain head, the GAN loss reaching both its weights and h
+            fun_real, fun_fake = D.san(h_real, y), D.san(h_fake, y)
         if self.recon_weight > 0:
             rec = recon_loss(D, f8, f16, real, int(torch.randint(4, ())))
             extra = extra + self.recon_weight * rec

@@ -29,11 +29,12 @@ from torch import nn
 
 class SANLinear(nn.Module):
     """``<w_y, h>`` with unit ``w_y`` (``num_classes`` directions, or one when 0); ``split`` gives the two
-    detached forms D trains on."""
+    detached forms D trains on. ``normalize`` False keeps ``v_y`` as it is: an ordinary linear (projection) head,
+    for the ablation without SAN."""
 
-    def __init__(self, dim: int, num_classes: int = 0):
+    def __init__(self, dim: int, num_classes: int = 0, normalize: bool = True):
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.normalize = num_classes, normalize
         self.weight = nn.Parameter(torch.randn(max(1, num_classes), dim))
 
     def direction(self, y: torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -44,7 +45,7 @@ class SANLinear(nn.Module):
             v = self.weight[y]
         else:
             v = self.weight.expand(batch, -1)
-        return F.normalize(v, dim=1)
+        return F.normalize(v, dim=1) if self.normalize else v
 
     def forward(self, h: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return (h * self.direction(y, h.shape[0])).sum(1)

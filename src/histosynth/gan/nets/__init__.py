@@ -7,7 +7,8 @@ __all__ = ["DCGANDiscriminator", "DCGANGenerator", "init_dcgan_weights", "build_
 
 def build_generator(spec: dict):
     """``spec``: {arch, image_size, latent_dim, g_features, channels, num_classes, upsample}; arch ``ddpm``: see
-    :func:`histosynth.gan.nets.ddpm.build_ddpm`; arch ``masan``: :mod:`histosynth.gan.masan` (``upsample`` unused)."""
+    :func:`histosynth.gan.nets.ddpm.build_ddpm`; arch ``masan``: :mod:`histosynth.gan.masan` (``upsample`` unused;
+    ``attention`` false drops its attention layers, an ablation)."""
     arch = spec.get("arch", "dcgan")
     if arch == "ddpm":
         from histosynth.gan.nets.ddpm import build_ddpm  # diffusers is imported only for a DDPM
@@ -25,7 +26,7 @@ def build_generator(spec: dict):
     if arch == "masan":
         from histosynth.gan.masan import MASANGenerator
 
-        return MASANGenerator(spec["image_size"], spec.get("latent_dim", 100), spec.get("g_features", 64), spec.get("channels", 3), spec.get("num_classes", 0))
+        return MASANGenerator(spec["image_size"], spec.get("latent_dim", 100), spec.get("g_features", 64), spec.get("channels", 3), spec.get("num_classes", 0), attention=spec.get("attention", True))
     from histosynth.errors import ConfigError
 
     raise ConfigError(f"unknown generator architecture '{arch}'", "use model.arch=dcgan or masan")
@@ -46,7 +47,7 @@ def build_discriminator(spec: dict):
     if arch == "masan":
         from histosynth.gan.masan import MASANDiscriminator
 
-        return MASANDiscriminator(spec["image_size"], spec.get("d_features", 64), spec.get("channels", 3), spec.get("num_classes", 0), spec.get("spectral_norm", False), spec.get("d_batchnorm", True))
+        return MASANDiscriminator(spec["image_size"], spec.get("d_features", 64), spec.get("channels", 3), spec.get("num_classes", 0), spec.get("spectral_norm", False), spec.get("d_batchnorm", True), san=spec.get("san", True))
     from histosynth.errors import ConfigError
 
     raise ConfigError(f"unknown discriminator architecture '{arch}'", "use model.arch=dcgan or masan")

@@ -54,6 +54,7 @@ def generator_spec(cfg: Config, num_classes: int) -> dict[str, Any]:
         "channels": cfg.model.channels,
         "num_classes": num_classes,
         "upsample": cfg.model.upsample,
+        **({"attention": cfg.model.masan_attention} if cfg.model.arch == "masan" else {}),
     }
 
 
@@ -67,6 +68,7 @@ def discriminator_spec(cfg: Config, num_classes: int) -> dict[str, Any]:
         "spectral_norm": cfg.model.spectral_norm,
         "d_batchnorm": cfg.model.d_batchnorm,
         "d_minibatch_std": cfg.model.d_minibatch_std,
+        **({"san": cfg.model.san} if cfg.model.arch == "masan" else {}),
     }
 
 
