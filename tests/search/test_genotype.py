@@ -92,7 +92,15 @@ def test_search_presets_load():
     assert len(OPS) == 8
 
 
-@pytest.mark.parametrize(("item", "match"), [("population=1", "population"), ("nope=1", "unknown search settings"), ("steps=abc", "not a int"), ("stages=x", "stages"), ("population", "no '='")])
+@pytest.mark.parametrize(("item", "match"), [("population=1", "population"), ("nope=1", "unknown search settings"), ("steps=abc", "not a int"), ("stages=x", "stages"), ("population", "no '='"), ("fixed_d={4, 235-66-7, [4]}", "network has 3 cells"), ("image_size=48", "power of two")])
 def test_bad_search_settings(item, match):
+    extra = ["image_size=32"] if item.startswith("fixed_d") else []
     with pytest.raises(ConfigError, match=match):
-        load_search_config(None, [item])
+        load_search_config(None, [*extra, item])
+
+
+def test_cli_dry_run_and_bad_input(cli):
+    code, out, _ = cli("search", "run", "--dry-run", "-c", str(CONFIGS / "ga-gan-cpu.yaml"), "-s", "population=6")
+    assert code == 0 and "population: 6" in out and "image_size: 32" in out
+    code, _, err = cli("search", "run", "-s", "stages=q")
+    assert code == 2 and "error:" in err and "fix:" in err

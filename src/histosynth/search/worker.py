@@ -45,6 +45,7 @@ def total_trials(cfg: SearchConfig) -> int:
 
 
 def storage(cfg: SearchConfig) -> optuna.storages.RDBStorage:
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats and retries are "experimental" since 2.8
     url = cfg.storage_url()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ def storage(cfg: SearchConfig) -> optuna.storages.RDBStorage:
         engine_kwargs=engine,
         heartbeat_interval=cfg.heartbeat_s,
         grace_period=cfg.grace_s,
-        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=cfg.max_retry),
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry),
     )
 
 
@@ -137,9 +138,7 @@ def run_worker(cfg: SearchConfig, stage: str) -> int:
     objective = Objective(cfg, stage, data, tracking.ensure_experiment(cfg.experiment))
     total, ran = total_trials(cfg), 0
     while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        optuna.storages.fail_stale_trials(study)
         n = counts(study)
         if n["complete"] >= total:
             return ran
