@@ -25,6 +25,7 @@ def _register() -> None:
     import histosynth.cli.pipeline  # noqa: F401
     import histosynth.cli.promote  # noqa: F401
     import histosynth.cli.snn  # noqa: F401
+    import histosynth.cli.search  # noqa: F401
 
 
 def main() -> None:
