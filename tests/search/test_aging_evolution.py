@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from histosynth.search.aging_evolution import Evolution, Individual
-from histosynth.search.genotype import Genotype, random_genotype
+from histosynth.gan.nets.ga_gan_genotype import Genotype
+from histosynth.search.aging_evolution import Evolution, Individual, random_genotype
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,8 @@ import pytest
 
 from histosynth.errors import ConfigError
 from histosynth.search.config import FIXED_D, load_search_config
-from histosynth.search.genotype import OPS, Genotype, genes, mutate, random_genotype
+from histosynth.gan.nets.ga_gan_genotype import OPS, Genotype
+from histosynth.search.aging_evolution import genes, mutate, random_genotype
 
 pytestmark = pytest.mark.unit
 

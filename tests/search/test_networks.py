@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from histosynth.search.cells import Cell, SelfAttention, make_op
-from histosynth.search.genotype import OPS, Genotype
-from histosynth.search.nets import Discriminator, Generator, inherit
+from histosynth.gan.nets.ga_gan import Discriminator, Generator, inherit
+from histosynth.gan.nets.ga_gan_cells import Cell, SelfAttention, make_op
+from histosynth.gan.nets.ga_gan_genotype import OPS, Genotype
 
 pytestmark = pytest.mark.unit
 

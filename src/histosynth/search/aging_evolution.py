@@ -16,14 +16,42 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import optuna
 from optuna.trial import TrialState
 
-from histosynth.search.genotype import Genotype, mutate, random_genotype
+from histosynth.gan.nets.ga_gan_genotype import MAX_NODES, MIN_NODES, ROLE_OPS, Genotype, edges
 
 GENOTYPE, PARENT = "genotype", "parent"  # the trial user attributes the sampler writes
+
+
+def random_genotype(rng: random.Random, role: str, cells: int, nodes: int | None = None) -> Genotype:
+    """A uniform draw: node count, every edge op, and each cell's attention flag (probability 1/2)."""
+    n = nodes or rng.randint(MIN_NODES, MAX_NODES)
+    ops = tuple(rng.randrange(ROLE_OPS[role]) for _ in edges(n))
+    return Genotype(n, ops, tuple(c for c in range(1, cells + 1) if rng.random() < 0.5))
+
+
+def genes(g: Genotype, cells: int) -> int:
+    """How many independent things a mutation can change: every edge op and every cell's attention flag."""
+    return len(g.ops) + cells
+
+
+def mutate(g: Genotype, rng: random.Random, role: str, cells: int, prob: float = 0.0) -> Genotype:
+    """A child of ``g``: each gene (edge op, attention flag) changes with probability ``prob``, and one chosen
+    uniformly always changes, so a child never repeats its parent (``prob=0``: exactly one change)."""
+    n_genes = genes(g, cells)
+    forced = rng.randrange(n_genes)
+    ops, attn = list(g.ops), set(g.attention)
+    for k in range(n_genes):
+        if k != forced and rng.random() >= prob:
+            continue
+        if k < len(ops):
+            ops[k] = rng.choice([o for o in range(ROLE_OPS[role]) if o != ops[k]])
+        else:
+            attn ^= {k - len(ops) + 1}
+    return replace(g, ops=tuple(ops), attention=tuple(sorted(attn)))
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,8 @@ class SearchConfig:
         for key in ("cycles", "workers", "steps", "batch_size", "n_fake", "heartbeat_s", "grace_s"):
             if getattr(self, key) < (0 if key == "cycles" else 1):
                 raise ConfigError(f"{key}={getattr(self, key)} is too small", f"set {key} to a positive number")
-        from histosynth.search.genotype import Genotype
-        from histosynth.search.nets import stages_for
+        from histosynth.gan.nets.ga_gan import stages_for
+        from histosynth.gan.nets.ga_gan_genotype import Genotype
 
         Genotype.parse(self.fixed_d, "d").check("d", stages_for(self.image_size))
         if self.n_fake < 2:

@@ -22,11 +22,11 @@ from histosynth import tracking
 from histosynth.errors import HistosynthError
 from histosynth.files.atomic import atomic_open
 from histosynth.files.torchfile import save_atomic
+from histosynth.gan.nets.ga_gan import stages_for
+from histosynth.gan.nets.ga_gan_genotype import Genotype
 from histosynth.search import fitness
 from histosynth.search.aging_evolution import GENOTYPE
 from histosynth.search.config import SearchConfig
-from histosynth.search.genotype import Genotype
-from histosynth.search.nets import stages_for
 from histosynth.search.worker import PARTNER, PARTNER_CKPT, checkpoint_path, counts, open_study, study_name, total_trials
 
 log = logging.getLogger("histosynth.search")

@@ -21,9 +21,9 @@ from histosynth.evaluation.metrics import fid
 from histosynth.evaluation.suite import class_allocation, fake_features, real_features
 from histosynth.gan.diffaugment import DiffAugment
 from histosynth.gan.losses import get_loss
+from histosynth.gan.nets.ga_gan import Discriminator, Generator
+from histosynth.gan.nets.ga_gan_genotype import Genotype
 from histosynth.search.config import SearchConfig
-from histosynth.search.genotype import Genotype
-from histosynth.search.nets import Discriminator, Generator
 
 
 @dataclass

@@ -24,11 +24,11 @@ from optuna.trial import TrialState
 from histosynth import tracking
 from histosynth.errors import HistosynthError
 from histosynth.files.torchfile import load_payload, save_atomic
+from histosynth.gan.nets.ga_gan import inherit, stages_for
+from histosynth.gan.nets.ga_gan_genotype import Genotype
 from histosynth.search import fitness
 from histosynth.search.aging_evolution import GENOTYPE, PARENT, AgingEvolutionSampler, Evolution
 from histosynth.search.config import SearchConfig, load_search_config
-from histosynth.search.genotype import Genotype
-from histosynth.search.nets import inherit, stages_for
 
 log = logging.getLogger("histosynth.search")
 CHECKPOINT = "histosynth.ga-gan-candidate/1"

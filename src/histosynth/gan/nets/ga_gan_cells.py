@@ -2,7 +2,7 @@
 
 Every conv is spectrally normalised (the method trains both networks with spectral norm everywhere). Module names
 depend only on the edge and the op, so two genotypes that share an op on an edge share parameter names, which is
-what weight inheritance (:func:`histosynth.search.nets.inherit`) matches on.
+what weight inheritance (:func:`histosynth.gan.nets.ga_gan.inherit`) matches on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from histosynth.search.genotype import Genotype, edges
+from histosynth.gan.nets.ga_gan_genotype import Genotype, edges
 
 
 def sn_conv(c_in: int, c_out: int, k: int, groups: int = 1, bias: bool = True) -> nn.Module:

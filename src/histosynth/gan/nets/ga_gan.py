@@ -18,8 +18,8 @@ from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
 from histosynth.errors import ConfigError
-from histosynth.search.cells import Cell, SelfAttention, sn_conv
-from histosynth.search.genotype import Genotype
+from histosynth.gan.nets.ga_gan_cells import Cell, SelfAttention, sn_conv
+from histosynth.gan.nets.ga_gan_genotype import Genotype
 
 
 def stages_for(image_size: int) -> int:
