@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 import histosynth
 from histosynth import tracking
 from histosynth.data.store import Patch, write_store
+from histosynth.gan.bundle import load_generator
 from histosynth.search import fitness
 from histosynth.search.aging_evolution import GENOTYPE
 from histosynth.search.config import load_search_config
@@ -117,3 +118,7 @@ def test_parallel_search_survives_sigkill_and_resumes(cfg):
 
     result = retrain(cfg, steps=2)
     assert result["g_genotype"] == found["g"]["genotype"] and Path(result["path"]).is_file()
+    gen, meta = load_generator(result["path"])  # the winner is an ordinary generator bundle, logged where the registry looks
+    assert meta["spec"]["arch"] == "ga-gan" and meta["spec"]["genotype"] == found["g"]["genotype"] and meta["classes"] == ["pink", "purple"]
+    assert meta["extra"]["run_id"] == result["run_id"] and meta["extra"]["d_genotype"] == found["d"]["genotype"]
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(result["run_id"], "generator")] == ["generator/generator.pt", "generator/spec.json"]

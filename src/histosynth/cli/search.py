@@ -60,7 +60,7 @@ def best(config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt)
 
 @search_app.command("retrain")
 def retrain(config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt, steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the config's retrain_steps).")) -> None:
-    """Train the winning pair from scratch and save <out_dir>/winner.pt (logged to MLflow)."""
+    """Train the winning pair from scratch and save its generator bundle <out_dir>/winner/generator.pt (logged to MLflow; export and serve it like a trained one)."""
     from histosynth.search.driver import retrain as run_retrain
 
     _print(run_retrain(_cfg(config, set_), steps))

@@ -18,19 +18,20 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+import histosynth
 from histosynth import tracking
 from histosynth.errors import HistosynthError
 from histosynth.files.atomic import atomic_open
-from histosynth.files.torchfile import save_atomic
+from histosynth.gan.bundle import save_generator
 from histosynth.gan.nets.ga_gan import stages_for
 from histosynth.gan.nets.ga_gan_genotype import Genotype
+from histosynth.gan.train.runs import log_bundle
 from histosynth.search import fitness
 from histosynth.search.aging_evolution import GENOTYPE
 from histosynth.search.config import SearchConfig
 from histosynth.search.worker import PARTNER, PARTNER_CKPT, checkpoint_path, counts, open_study, study_name, total_trials
 
 log = logging.getLogger("histosynth.search")
-WINNER = "histosynth.ga-gan-winner/1"
 
 
 def write_config(cfg: SearchConfig) -> Path:
@@ -115,7 +116,9 @@ def best(cfg: SearchConfig) -> dict[str, Any]:
 
 
 def retrain(cfg: SearchConfig, steps: int | None = None) -> dict[str, Any]:
-    """Train the winning pair from scratch for ``retrain_steps`` and save it as ``<root>/winner.pt``.
+    """Train the winning pair from scratch for ``retrain_steps`` inside an MLflow run, and save its generator as
+    a bundle (``<root>/winner/generator.pt``, logged as the run's ``generator/`` artifact): it loads, exports,
+    registers and serves like a trained generator.
 
     The generator is the stage-g winner, the discriminator the stage-d winner (the fixed one without stage d)."""
     found = best(cfg)
@@ -124,16 +127,19 @@ def retrain(cfg: SearchConfig, steps: int | None = None) -> dict[str, Any]:
     g = Genotype.parse(found["g"]["genotype"], "g")
     d = Genotype.parse(found["d"]["genotype"], "d") if "d" in found else Genotype.parse(cfg.fixed_d, "d")
     data = fitness.load_data(cfg)
-    gen, disc = fitness.build_pair(cfg, g, d, len(data.source.classes))
-    result = fitness.evaluate(gen, disc, data, cfg, steps or cfg.retrain_steps, cfg.seed)
-    spec = {"arch": "ga-gan", "genotype": str(g), "image_size": cfg.image_size, "latent_dim": cfg.latent_dim, "g_width": cfg.g_width, "num_classes": len(data.source.classes)}
-    path = save_atomic(cfg.root() / "winner.pt", {"format": WINNER, "spec": spec, "d_genotype": str(d), "classes": list(data.source.classes), "g": fitness.cpu_state(gen), "result": result})
-    tracking.configure(cfg.tracking_uri)
+    classes = list(data.source.classes)
+    gen, disc = fitness.build_pair(cfg, g, d, len(classes))
+    steps = steps or cfg.retrain_steps
+    uri = tracking.configure(cfg.tracking_uri)
     import mlflow
 
     with mlflow.start_run(experiment_id=tracking.ensure_experiment(cfg.experiment), run_name=f"{cfg.name}-winner") as run:
         mlflow.set_tags({"histosynth.kind": "ga-gan-winner", "search.name": cfg.name})
-        tracking.log_params({"g_genotype": str(g), "d_genotype": str(d), "steps": steps or cfg.retrain_steps})
+        tracking.log_params({"g_genotype": str(g), "d_genotype": str(d), "steps": steps})
+        result = fitness.evaluate(gen, disc, data, cfg, steps, cfg.seed)
+        spec = gen.spec()
+        extra = {"run_id": run.info.run_id, "tracking_uri": uri, "method": "ga-gan", "search": cfg.name, "d_genotype": str(d), "steps": steps, "result": result, "histosynth": histosynth.__version__}
+        path = save_generator(cfg.root() / "winner", gen.eval(), spec, classes, extra)
+        log_bundle(path, spec, classes)
         mlflow.log_metrics(fitness.finite(result))
-        mlflow.log_artifact(str(path), "winner")
     return {"g_genotype": str(g), "d_genotype": str(d), "path": str(path), "run_id": run.info.run_id, **result}

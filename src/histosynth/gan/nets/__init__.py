@@ -8,7 +8,8 @@ __all__ = ["DCGANDiscriminator", "DCGANGenerator", "init_dcgan_weights", "build_
 def build_generator(spec: dict):
     """``spec``: {arch, image_size, latent_dim, g_features, channels, num_classes, upsample}; arch ``ddpm``: see
     :func:`histosynth.gan.nets.ddpm.build_ddpm`; arch ``masan``: :mod:`histosynth.gan.masan` (``upsample`` unused;
-    ``attention`` false drops its attention layers, an ablation)."""
+    ``attention`` false drops its attention layers, an ablation); arch ``ga-gan`` (a GA-GAN search winner):
+    :func:`histosynth.gan.nets.ga_gan.generator_from_spec`."""
     arch = spec.get("arch", "dcgan")
     if arch == "ddpm":
         from histosynth.gan.nets.ddpm import build_ddpm  # diffusers is imported only for a DDPM
@@ -27,6 +28,10 @@ def build_generator(spec: dict):
         from histosynth.gan.masan import MASANGenerator
 
         return MASANGenerator(spec["image_size"], spec.get("latent_dim", 100), spec.get("g_features", 64), spec.get("channels", 3), spec.get("num_classes", 0), attention=spec.get("attention", True))
+    if arch == "ga-gan":
+        from histosynth.gan.nets.ga_gan import generator_from_spec
+
+        return generator_from_spec(spec)
     from histosynth.errors import ConfigError
 
     raise ConfigError(f"unknown generator architecture '{arch}'", "use model.arch=dcgan or masan")

@@ -72,6 +72,7 @@ class Generator(nn.Module):
         if width % (1 << n):
             raise ConfigError(f"generator width {width} cannot be halved {n} times", f"use a multiple of {1 << n}")
         self.genotype, self.latent_dim, self.num_classes = genotype, latent_dim, num_classes
+        self.image_size, self.width, self.channels = image_size, width, channels
         widths = [width >> s for s in range(n)]
         self.input = spectral_norm(nn.ConvTranspose2d(latent_dim, width, 4))
         self.cells = nn.ModuleList(Cell(genotype, c) for c in widths)
@@ -79,6 +80,10 @@ class Generator(nn.Module):
         self.up = nn.ModuleList(Upsample(c, num_classes) for c in widths)
         last = width >> n
         self.out = nn.Sequential(sn_conv(last, last, 3), nn.ELU(), sn_conv(last, channels, 3), nn.Tanh())
+
+    def spec(self) -> dict:
+        """The bundle spec that rebuilds this network (:func:`generator_from_spec`)."""
+        return {"arch": "ga-gan", "genotype": str(self.genotype), "image_size": self.image_size, "latent_dim": self.latent_dim, "g_width": self.width, "channels": self.channels, "num_classes": self.num_classes}
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         x = F.elu(self.input(z.view(z.shape[0], -1, 1, 1)))
@@ -88,6 +93,12 @@ class Generator(nn.Module):
                 x = self.attention[str(s)](x)
             x = up(x, y)
         return self.out(x)
+
+
+def generator_from_spec(spec: dict) -> Generator:
+    """The generator an ``arch: ga-gan`` spec describes (:meth:`Generator.spec`; ``histosynth search retrain``
+    writes it into the winner's bundle)."""
+    return Generator(Genotype.parse(spec["genotype"], "g"), spec["image_size"], spec.get("latent_dim", 128), spec.get("g_width", 1024), spec.get("num_classes", 0), spec.get("channels", 3))
 
 
 class Discriminator(nn.Module):

@@ -132,12 +132,20 @@ def record_end(run: Run, model: torch.nn.Module, spec: dict[str, Any], step: int
         "config": cfg.to_dict(),
     }
     bundle_path = bundle_mod.save_generator(run.out_dir / "generator", model, spec, run.classes, info)
-    mlflow.log_artifact(str(bundle_path), "generator")
-    mlflow.log_dict({"spec": spec, "classes": run.classes, "format": bundle_mod.FORMAT}, "generator/spec.json")
+    log_bundle(bundle_path, spec, run.classes)
     wall = time.perf_counter() - run.t_start
     mlflow.log_metrics({**{f"final/{k}": v for k, v in last.items()}, "train/wall_s": wall, "train/steps": float(step), "train/epochs": float(epoch)}, step=step)
-    mlflow.set_tag("histosynth.gan.bundle", str(bundle_path))
     return bundle_path, wall
+
+
+def log_bundle(bundle_path: Path, spec: dict[str, Any], classes: list[str]) -> None:
+    """Log a saved bundle to the active MLflow run where the registry looks for it (``generator/generator.pt``),
+    with its spec beside it, and tag the run with the local path."""
+    import mlflow
+
+    mlflow.log_artifact(str(bundle_path), "generator")
+    mlflow.log_dict({"spec": spec, "classes": classes, "format": bundle_mod.FORMAT}, "generator/spec.json")
+    mlflow.set_tag("histosynth.gan.bundle", str(bundle_path))
 
 
 def result(run: Run, device: torch.device, amp: Amp, **fields: Any) -> TrainResult:
