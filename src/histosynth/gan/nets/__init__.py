@@ -34,7 +34,7 @@ def build_generator(spec: dict):
         return generator_from_spec(spec)
     from histosynth.errors import ConfigError
 
-    raise ConfigError(f"unknown generator architecture '{arch}'", "use model.arch=dcgan or masan")
+    raise ConfigError(f"unknown generator architecture '{arch}'", "use model.arch=dcgan, masan or ddpm (ga-gan generators come from `histosynth search retrain`)")
 
 
 def build_discriminator(spec: dict):
