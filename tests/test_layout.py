@@ -1,5 +1,5 @@
 """The package map in README ("Architecture") holds: every import between histosynth's packages points down the
-flow data -> snn -> gan -> evaluation -> registry -> export -> serving, so there are no import cycles."""
+flow data -> snn -> gan -> evaluation -> search -> registry -> export -> serving, so there are no import cycles."""
 
 from __future__ import annotations
 
