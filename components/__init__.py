@@ -8,7 +8,8 @@ from components.data import prepare_data
 from components.evaluate import evaluate_gan
 from components.export import export_onnx
 from components.register import register_gan
+from components.search import search_prepare, search_retrain, search_worker
 from components.snn import build_pairs, train_snn
 from components.train import train_gan
 
-__all__ = ["prepare_data", "train_gan", "evaluate_gan", "register_gan", "export_onnx", "build_pairs", "train_snn"]
+__all__ = ["prepare_data", "train_gan", "evaluate_gan", "register_gan", "export_onnx", "build_pairs", "train_snn", "search_prepare", "search_worker", "search_retrain"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,15 +140,20 @@ def export_stage(name: str, version: str, tracking_uri: str, out_dir: str | Path
 # MFT-SNN stages (components/snn.py)
 
 
-def _snn_config(config_yaml: str, overrides: list[str]) -> SnnConfig:
+def _from_text(load: Callable[[str | None, list[str]], Any], config_yaml: str, overrides: list[str]) -> Any:
+    """``load`` (a preset loader taking a path) on a preset given as YAML text; empty text: the loader's defaults."""
     if not config_yaml.strip():
-        return load_snn_config(None, overrides)
+        return load(None, overrides)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(config_yaml)
     try:
-        return load_snn_config(f.name, overrides)
+        return load(f.name, overrides)
     finally:
         Path(f.name).unlink()
+
+
+def _snn_config(config_yaml: str, overrides: list[str]) -> SnnConfig:
+    return _from_text(load_snn_config, config_yaml, overrides)
 
 
 def pairs_stage(splits_dir: str | Path, out_dir: str | Path, config_yaml: str = "", overrides: list[str] | None = None) -> dict[str, Any]:
@@ -188,3 +193,57 @@ def train_snn_stage(
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(result.bundle, dest / SNN_FILENAME)
     return result.to_dict()
+
+
+# GA-GAN search stages (components/search.py): every task reopens the same study from its storage URL, so the
+# stages share nothing else (on a cluster: one pod each, the study in PostgreSQL).
+
+
+def _search_config(splits_dir: str | Path, config_yaml: str, overrides: list[str], storage: str, tracking_uri: str):
+    """The search preset (YAML text) on ``splits_dir``; ``storage``/``tracking_uri`` replace the preset's when set.
+    Both stages always run: the pipeline has a fan-out for each."""
+    from histosynth.search.config import load_search_config
+
+    extra = [f"data_root={Path(splits_dir).absolute()}", "stages=g,d"]
+    extra += [f"storage={storage}"] * bool(storage) + [f"tracking_uri={tracking_uri}"] * bool(tracking_uri)
+    return _from_text(load_search_config, config_yaml, [*overrides, *extra])
+
+
+def search_prepare_stage(splits_dir: str | Path, config_yaml: str, overrides: list[str], stage: str, storage: str = "", tracking_uri: str = "") -> dict[str, Any]:
+    """Create (or reopen) ``stage``'s study and pin its partner network before any worker starts; also creates the
+    MLflow experiment and the real-feature statistics once, so the workers do not race to make them.
+    -> the study's name, target and trial counts."""
+    from histosynth import tracking
+    from histosynth.search import fitness
+    from histosynth.search.driver import prepare_stage
+    from histosynth.search.worker import counts, total_trials
+
+    cfg = _search_config(splits_dir, config_yaml, overrides, storage, tracking_uri)
+    tracking.configure(cfg.tracking_uri)
+    tracking.ensure_experiment(cfg.experiment)
+    fitness.load_data(cfg)
+    study = prepare_stage(cfg, stage)
+    return {"study": study.study_name, "target": total_trials(cfg), **counts(study)}
+
+
+def search_worker_stage(
+    splits_dir: str | Path, config_yaml: str, overrides: list[str], stage: str, worker_id: int, storage: str = "", tracking_uri: str = ""
+) -> dict[str, Any]:
+    """One worker of ``stage``: evaluates candidates until the stage has its ``population + cycles`` finished ones
+    (with the other workers); -> how many this one ran and the final counts. ``worker_id`` only names it in logs."""
+    from histosynth.search.worker import counts, open_study, run_worker
+
+    cfg = _search_config(splits_dir, config_yaml, overrides, storage, tracking_uri)
+    ran = run_worker(cfg, stage)
+    return {"worker_id": int(worker_id), "stage": stage, "ran": ran, **counts(open_study(cfg, stage))}
+
+
+def search_retrain_stage(splits_dir: str | Path, config_yaml: str, overrides: list[str], out_dir: str | Path, storage: str = "", tracking_uri: str = "") -> dict[str, Any]:
+    """Retrain the winning pair from scratch (``retrain_steps``), logged to MLflow; copy winner.pt to ``out_dir``."""
+    from histosynth.search.driver import retrain
+
+    result = retrain(_search_config(splits_dir, config_yaml, overrides, storage, tracking_uri))
+    dest = Path(out_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(result["path"], dest / Path(result["path"]).name)
+    return result

@@ -135,8 +135,10 @@ def run(
     config = config or presets.get("config_yaml")
     if config is None:
         raise HistosynthError(f"pipeline '{name}' has no default preset", "pass --config configs/<preset>.yaml")
-    load_config(config, [*(set_ or []), *([f"rl_eo.mode={rl_eo_mode}"] if rl_eo_mode else [])])  # fail fast on a bad preset/override, before any step runs
-    arguments = {"config_yaml": load_config(config).to_yaml(), "overrides": list(set_ or [])}  # resolved: steps need no configs/
+    # a pipeline of another kind of preset (search) brings its own resolver: preset path, overrides -> YAML text
+    resolve = getattr(module, "resolve_config", None) or (lambda path, overrides: load_config(path, overrides).to_yaml())
+    resolve(config, [*(set_ or []), *([f"rl_eo.mode={rl_eo_mode}"] if rl_eo_mode else [])])  # fail fast on a bad preset/override, before any step runs
+    arguments = {"config_yaml": resolve(config, []), "overrides": list(set_ or [])}  # resolved: steps need no configs/
     if "snn_config_yaml" in accepted:
         snn_config = snn_config or presets["snn_config_yaml"]
         load_snn_config(snn_config, snn_set or [])
@@ -164,7 +166,8 @@ def run(
         base = EvalConfig.from_dict(module.PIPELINE.component_spec.inputs["eval_config"].default, base=STAGE_DEFAULTS)
         arguments["eval_config"] = EvalConfig.from_dict(evaluation, base=base).to_dict()
     arguments = {k: v for k, v in arguments.items() if k in accepted}
-    model_name = model_name or module.PIPELINE.component_spec.inputs["model_name"].default
+    registers = "model_name" in accepted
+    model_name = model_name or (module.PIPELINE.component_spec.inputs["model_name"].default if registers else "")
     if dry_run:
         out.print_json(json.dumps(arguments))
         return
@@ -174,5 +177,5 @@ def run(
     out.print(f"[green]pipeline '{name}' finished[/] in {time.perf_counter() - t0:.0f} s; outputs under {root}")
     for key, value in outputs.items():
         out.print(f"  {key}: {value}")
-    out.print(f"  MLflow: {arguments['tracking_uri']} (model '{model_name}', alias '{alias}')")
+    out.print(f"  MLflow: {arguments['tracking_uri']}" + (f" (model '{model_name}', alias '{alias}')" if registers else ""))
     sys.stdout.flush()
