@@ -32,7 +32,7 @@ def search_worker(
 def search_retrain(
     splits: Input[Dataset], config_yaml: str, overrides: list, storage: str, tracking_uri: str, winner: Output[Model], retrain_metrics: Output[Metrics]
 ) -> NamedTuple("RetrainOutputs", [("run_id", str), ("g_genotype", str), ("d_genotype", str)]):
-    """Retrain the searched generator/discriminator pair from scratch; `winner` holds winner.pt."""
+    """Retrain the searched generator/discriminator pair from scratch; `winner` holds its generator bundle (generator.pt)."""
     from collections import namedtuple
 
     from histosynth.stages import search_retrain_stage

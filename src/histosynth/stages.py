@@ -239,7 +239,7 @@ def search_worker_stage(
 
 
 def search_retrain_stage(splits_dir: str | Path, config_yaml: str, overrides: list[str], out_dir: str | Path, storage: str = "", tracking_uri: str = "") -> dict[str, Any]:
-    """Retrain the winning pair from scratch (``retrain_steps``), logged to MLflow; copy winner.pt to ``out_dir``."""
+    """Retrain the winning pair from scratch (``retrain_steps``), logged to MLflow; copy its generator bundle (generator.pt) to ``out_dir``."""
     from histosynth.search.driver import retrain
 
     result = retrain(_search_config(splits_dir, config_yaml, overrides, storage, tracking_uri))

@@ -101,5 +101,9 @@ def test_local_run_searches_both_stages_with_two_workers_and_retrains(tmp_path):
         assert counts(study)["complete"] == total_trials(cfg) == 3, stage
         assert all(t.user_attrs.get("pid") for t in study.trials), stage  # every trial evaluated by a worker
     assert set(best(cfg)) == {"g", "d"}
-    (winner,) = (tmp_path / "runs").rglob("winner.pt")
-    assert winner.stat().st_size > 1000
+    winners = sorted((tmp_path / "runs").rglob("search-retrain*/**/generator.pt"))  # the retrain step's output
+    assert len(winners) == 1, sorted((tmp_path / "runs").rglob("generator.pt"))
+    from histosynth.gan.bundle import load_generator
+
+    _, bundle = load_generator(winners[0])
+    assert bundle["spec"]["arch"] == "ga-gan" and bundle["spec"]["genotype"] == best(cfg)["g"]["genotype"]
