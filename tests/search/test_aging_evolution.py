@@ -51,3 +51,21 @@ def test_a_child_is_its_parent_with_one_change_and_proposals_are_reproducible():
     diff = sum(a != b for a, b in zip(child.ops, p.genotype.ops)) + len(set(child.attention) ^ set(p.genotype.attention))
     assert diff == 1 and child.nodes == p.genotype.nodes
     assert EVO.propose(history, started=8, number=9) == (child, parent)
+
+
+def test_a_trial_created_after_the_budget_was_taken_is_surplus():
+    """Two workers can both see the last free slot; the later-numbered trial must not run (the stage's budget of
+    population + cycles finished trials is exact), while failed or pruned trials leave their slot free."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from histosynth.search.config import SearchConfig
+    from histosynth.search.worker import Objective
+
+    cfg = SearchConfig(population=2, sample=1, cycles=1)  # a budget of 3 trials
+    objective = Objective(cfg, "g", data=None, experiment_id="")
+    study = optuna.create_study()
+    for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.PRUNED):
+        study.add_trial(create_trial(state=state, value=1.0 if state == TrialState.COMPLETE else None))
+    assert not objective._surplus(study.ask())  # 2 live before it: the third slot is its own
+    assert objective._surplus(study.ask())  # 3 live before it: surplus

@@ -96,6 +96,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg, stage = self.cfg, self.stage
+        trial.set_user_attr("pid", os.getpid())
+        if self._surplus(trial):
+            raise optuna.TrialPruned(f"the stage's {total_trials(cfg)} trials were already taken when trial {trial.number} was created")
         attrs = trial.study.user_attrs
         mine = trial.study._storage.get_trial(trial._trial_id).user_attrs  # as the sampler wrote them
         searched = Genotype.parse(mine[GENOTYPE], stage)
@@ -108,7 +111,6 @@ class Objective:
         if seed_from and Path(seed_from).is_file():
             state = load_checkpoint(seed_from)
             inherited = len(inherit(gen, state["g"])) + len(inherit(disc, state["d"]))
-        trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("started", time.time())
         result = fitness.evaluate(gen, disc, self.data, cfg, cfg.steps, cfg.seed + trial.number)
         trial.set_user_attr("ended", time.time())
@@ -118,6 +120,14 @@ class Objective:
         self._log(trial, searched, g, d, parent, inherited, result)
         log.info("trial %s-%d %s fid=%.3f (%.1f s, pid %d)", stage, trial.number, searched, result["fid"], result["cost_s"], os.getpid())
         return result["fid"]
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """Two workers can both see one free slot and both create a trial (count, then create: not atomic). The
+        trial numbers order them: a trial whose live (not failed, not pruned) predecessors already fill the
+        budget is surplus, and is pruned before it costs anything, so a stage never runs more than its budget."""
+        dead = (TrialState.FAIL, TrialState.PRUNED)
+        before = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number and t.state not in dead]
+        return len(before) >= total_trials(self.cfg)
 
     def _log(self, trial, searched: Genotype, g: Genotype, d: Genotype, parent, inherited: int, result: dict[str, float]) -> None:
         import mlflow
