@@ -19,7 +19,6 @@ the standard networks, and even then FID is biased by sample size (published FID
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -41,6 +40,7 @@ from histosynth.errors import DataError, HistosynthError
 from histosynth.device import resolve_device
 from histosynth.evaluation.config import DEFAULT_EXTRACTOR, EvalConfig
 from histosynth.evaluation.features import Extractor, get_extractor, to_uint8
+from histosynth.files.atomic import sha256_file
 from histosynth.evaluation.features import cache as feature_cache
 from histosynth.evaluation.metrics._linalg import mean_cov
 
@@ -170,14 +170,6 @@ def fake_features(
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> Path:
@@ -337,7 +329,7 @@ def evaluate_generator(
         "timestamp": _now(),
         "model": {
             "bundle": str(bundle_file),
-            "sha256": _sha256(bundle_file),
+            "sha256": sha256_file(bundle_file),
             "arch": spec.get("arch"),
             "image_size": spec.get("image_size"),
             "conditional": conditional,
