@@ -19,7 +19,7 @@ from histosynth.export.onnx import export_registered
 from histosynth.evaluation.features import Extractor, register_extractor
 from histosynth.evaluation.features.base import to_uint8
 from histosynth.gan.nets import build_generator, init_dcgan_weights
-from histosynth.registry.promote import QUALITY_LIMITS, PromotionRefused, find_metric, metric_gate, nn_distances, parity_gate, promote, quality_gates, train_nn_scale
+from histosynth.registry.promote import QUALITY_LIMITS, memorization_gate, PromotionRefused, find_metric, metric_gate, nn_distances, parity_gate, promote, quality_gates, train_nn_scale
 
 SPEC = {"arch": "dcgan", "image_size": 32, "latent_dim": 16, "g_features": 8, "channels": 3, "num_classes": 0}
 N_SAMPLES, SEED = 24, 0
@@ -226,11 +226,27 @@ def test_absolute_quality_gates_judge_without_a_champion(world, mlflow_server, m
     io = capsys.readouterr()
     text = " ".join((io.out + io.err).split())
     assert code.value.code == 2
-    for line in (f"> load {EXTRACTOR} (1)", "> training-patch features (48)", f"> fake features ({N_SAMPLES})", "> nearest neighbours (1)", "nearest neighbours: 1/1 in "):
+    for line in (f"> load {EXTRACTOR} (1)", f"> fake features ({N_SAMPLES})", "> nearest neighbours (1)", "nearest neighbours: 1/1 in "):
         assert line in io.err  # a line per phase of the slow gate, on stderr
+    assert "> training-patch features (48)" in io.err or "> training-patch features from the cache (48)" in io.err
     for line in ("FAIL fid test/fid = 400; needs <= 150", "FAIL precision test/precision = 0; needs >= 0.5", "FAIL recall test/recall = 0; needs >= 0.3", "pass parity", "pass memorization"):
         assert line in text
 
     good = _register(name, world["better"], 120.0, world["clean"], precision=0.55, recall=0.35)
     assert promote(name, good, **KW).promoted
     assert int(registry.get_model_version(name, alias="champion").version) == good
+
+
+@pytest.mark.integration
+def test_memorization_gate_caches_training_features(world, private_cache):
+    """The training-patch features (the slow part) come from the evaluation feature cache the second time, and the
+    verdict is the same."""
+    runs = []
+    for _ in range(2):
+        phases = []
+        gate = memorization_gate(world["copier"], world["leaked"].parent, 0.05, N_SAMPLES, 10_000, EXTRACTOR, SEED, "cpu", progress=lambda p, d, t: phases.append(p))
+        runs.append((gate, phases))
+    (first, p1), (second, p2) = runs
+    assert "training-patch features" in p1 and "training-patch features from the cache" not in p1
+    assert "training-patch features from the cache" in p2 and "training-patch features" not in p2
+    assert not first.passed and first.values == second.values  # the copier is refused both times, same numbers

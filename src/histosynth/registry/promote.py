@@ -193,6 +193,11 @@ def train_nn_scale(real: np.ndarray, chunk: int = 1024) -> float:
     return float(np.median(finite))
 
 
+def _as_phase(progress: Progress | None, name: str) -> Progress | None:
+    """``progress`` with the suite's "real features" phases named ``name`` (they are training patches here)."""
+    return None if progress is None else (lambda phase, done, total: progress(phase.replace("real features", name), done, total))
+
+
 def memorization_gate(
     bundle: Path,
     train_root: str | Path,
@@ -210,7 +215,7 @@ def memorization_gate(
     import torch
 
     from histosynth.gan.bundle import load_generator
-    from histosynth.evaluation.suite import fake_features, open_split, phase
+    from histosynth.evaluation.suite import fake_features, open_split, phase, real_features
     from histosynth.device import resolve_device
     from histosynth.evaluation.features import get_extractor
 
@@ -221,13 +226,11 @@ def memorization_gate(
     n_all = len(store)
     if n_all < 2:
         raise HistosynthError(f"training store '{store.root}' has {n_all} patch(es)", "pass --train-data with the real training split")
-    idx = np.arange(n_all) if n_all <= n_train else np.sort(np.random.RandomState(seed).choice(n_all, n_train, replace=False))
-    real = []
-    for i in range(0, len(idx), batch_size):
-        real.append(ext(np.asarray(store.images[idx[i : i + batch_size]])))
-        if progress:
-            progress("training-patch features", min(i + batch_size, len(idx)), len(idx))
-    real = np.concatenate(real)
+    # the evaluation suite's feature cache (keyed by the store's manifest hash, subset and extractor): the
+    # training-patch features are the slow part of this gate and do not change between candidates
+    real, _, idx, _ = real_features(
+        store, "train", ext, n_real=None if n_all <= n_train else n_train, seed=seed, batch_size=batch_size, progress=_as_phase(progress, "training-patch features")
+    )
     gen, meta = load_generator(bundle, dev)
     k = int(meta["spec"].get("num_classes", 0) or 0)
     class_ids = (np.arange(n_samples) % k).astype(np.int64) if k else None
