@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from histosynth import tracking
 from histosynth.config.snn import load_snn_config

@@ -17,7 +17,6 @@ with another number of processes continues the same global data order.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -328,23 +327,22 @@ def _run(cfg: Config, world: World, device: torch.device, amp: Amp, uri: str, ex
             with amp.autocast():
                 ema.standing_stats(cfg.model.latent_dim, gan.num_classes, seed=cfg.train.seed)
 
-    main = world.is_main
-    with start_run(cfg, experiment_id) if main else contextlib.nullcontext() as mlrun:
-        run_id = mlrun.info.run_id if main else ""
-        run = Run(cfg, uri, experiment_id, run_id, resolve_out_dir(cfg, run_id), store, source.classes, t_start)
+    step = (lambda batches: world.mean(gan.step(batches))) if world.parallel else gan.step
+    gan.G.train()
+    gan.D.train()
+    if not world.is_main:
+        TrainLoop(step, source, start.state, _worker_callbacks(cfg, gan, ema, start), group=cfg.optim.d_steps).run()
+        return None
+
+    with start_run(cfg, experiment_id) as mlrun:
+        run = Run(cfg, uri, experiment_id, mlrun.info.run_id, resolve_out_dir(cfg, mlrun.info.run_id), store, source.classes, t_start)
         rl_tags = {"rl_eo.mode": gan.rl.mode, "rl_eo.reward_gradient": REWARD_GRADIENT[gan.rl.mode]} if gan.rl is not None else {}
         params = {"model.num_classes": gan.num_classes, "train.steps_per_epoch": gan.steps_per_epoch, "train.total_steps": gan.total_steps, "train.processes": world.size}
-        if main:
-            record_start(run, device, amp, ema is not None, params, {**rl_tags, **start.tags})
-            log.info("run %s on %s (amp %s, %d process(es)): %d steps/epoch, %d steps, out %s", run.run_id, device, amp.name, world.size, gan.steps_per_epoch, gan.total_steps, run.out_dir)
+        record_start(run, device, amp, ema is not None, params, {**rl_tags, **start.tags})
+        log.info("run %s on %s (amp %s, %d process(es)): %d steps/epoch, %d steps, out %s", run.run_id, device, amp.name, world.size, gan.steps_per_epoch, gan.total_steps, run.out_dir)
 
-        callbacks, window, history, samples, checkpoints = _callbacks(run, gan, ema, source, start, progress, device, amp, G_out, fixed, refresh_ema_stats, main)
-        gan.G.train()
-        gan.D.train()
-        step = (lambda batches: world.mean(gan.step(batches))) if world.parallel else gan.step
+        callbacks, window, history, samples, checkpoints = _callbacks(run, gan, ema, source, start, progress, device, amp, G_out, fixed, refresh_ema_stats)
         state = TrainLoop(step, source, start.state, callbacks, group=cfg.optim.d_steps).run()
-        if not main:
-            return None
 
         refresh_ema_stats()
         final_samples = samples.grid("final.png")
@@ -357,26 +355,35 @@ def _run(cfg: Config, world: World, device: torch.device, amp: Amp, uri: str, ex
     )  # fmt: skip
 
 
-def _callbacks(run: Run, gan: GAN, ema: GeneratorEMA | None, source: BatchSource, start: Start, progress: bool | None, device: torch.device, amp: Amp, G_out: torch.nn.Module, fixed: tuple, refresh: Callable[[], None], main: bool = True) -> tuple[list[Callback], MetricWindow, History, SampleGrids, Checkpoints]:
-    """The GAN run's callbacks, in hook order: weight average, epoch means, progress bar, metric window (MLflow,
-    pushgateway, history, bar), sample grids, then checkpoints (so an epoch's checkpoint holds the refreshed average).
+def _ema_update(gan: GAN, ema: GeneratorEMA | None) -> list[Callback]:
+    return [EMAUpdate(ema, gan.G)] if ema is not None else []
 
-    Not ``main`` (data-parallel ranks > 0): the weight average and the metric window without sinks only (its
-    divergence check sees the ranks' mean losses, so every rank stops at the same step)."""
+
+def _window(cfg: Config, gan: GAN, start: Start, sinks: list[Callable]) -> MetricWindow:
+    rl = gan.rl
+    return MetricWindow(cfg.train.log_every, cfg.train.batch_size * cfg.optim.d_steps, sinks, check=check_finite, extra=rl.window_rewards if rl is not None else None, meter=start.window_meter)
+
+
+def _worker_callbacks(cfg: Config, gan: GAN, ema: GeneratorEMA | None, start: Start) -> list[Callback]:
+    """Data-parallel ranks > 0: the weight average and a metric window without sinks (its divergence check sees
+    the ranks' mean losses, so every rank stops at the same step); no logging, samples or checkpoints."""
+    return [*_ema_update(gan, ema), _window(cfg, gan, start, [])]
+
+
+def _callbacks(run: Run, gan: GAN, ema: GeneratorEMA | None, source: BatchSource, start: Start, progress: bool | None, device: torch.device, amp: Amp, G_out: torch.nn.Module, fixed: tuple, refresh: Callable[[], None]) -> tuple[list[Callback], MetricWindow, History, SampleGrids, Checkpoints]:
+    """The GAN run's callbacks, in hook order: weight average, epoch means, progress bar, metric window (MLflow,
+    pushgateway, history, bar), sample grids, then checkpoints (so an epoch's checkpoint holds the refreshed average)."""
     cfg = run.cfg
     bar = Progress(progress, "train", postfix=CURVE_METRICS, redirect_logging=True)
     history = History(CURVE_METRICS, ("rl_eo/",), start.history)
     pusher = monitoring.from_env(run.run_id, cfg.method)  # Prometheus pushgateway when HISTOSYNTH_PUSHGATEWAY is set
     sinks = [mlflow_metrics, *([pushgateway(pusher, device)] if pusher is not None else []), history, bar]
     rl = gan.rl
-    window = MetricWindow(cfg.train.log_every, cfg.train.batch_size * cfg.optim.d_steps, sinks, check=check_finite, extra=rl.window_rewards if rl is not None else None, meter=start.window_meter)
+    window = _window(cfg, gan, start, sinks)
     epoch_metrics = EpochMetrics(rl.epoch_rewards if rl is not None else None, start.epoch_meter)
     samples = SampleGrids(G_out, *fixed, run.out_dir / "samples", cfg.train.sample_every, amp, before=refresh)
     checkpoints = Checkpoints(run.out_dir / "checkpoints" / LAST, cfg.train.checkpoint_every, checkpoint_payload(run, gan, ema, source, epoch_metrics, window, history))
-    if not main:
-        window.sinks = []
-        return [*([EMAUpdate(ema, gan.G)] if ema is not None else []), window], window, history, samples, checkpoints
-    callbacks = [*([EMAUpdate(ema, gan.G)] if ema is not None else []), epoch_metrics, bar, window, samples, checkpoints]
+    callbacks = [*_ema_update(gan, ema), epoch_metrics, bar, window, samples, checkpoints]
     return callbacks, window, history, samples, checkpoints
 
 
