@@ -1,6 +1,6 @@
 """`torchrun --nproc_per_node 2 -m histosynth train` on CPU (gloo): the two processes together see exactly the
 one-process batches, log one MLflow run with the one-process metric keys, and a job whose rank was killed with
-SIGKILL resumes from its last checkpoint in one process and ends on the same global data order."""
+SIGKILL resumes from its last checkpoint in one process or two and ends on the same global data order."""
 
 from __future__ import annotations
 
@@ -95,10 +95,11 @@ def rank_pid(launcher: subprocess.Popen, rank: int, deadline: float) -> int:
     raise AssertionError(f"no worker with RANK={rank} appeared")
 
 
-def test_sigkill_of_one_rank_then_resume_in_one_process(store_root, tracking_uri, tmp_path):
+@pytest.mark.parametrize("resume_procs", [1, 2])
+def test_sigkill_of_one_rank_then_resume(store_root, tracking_uri, tmp_path, resume_procs):
     """A 2-process job (4 epochs of 6 steps, a checkpoint after each) loses rank 1 to SIGKILL once a checkpoint
-    exists; torchrun ends the job. `histosynth train --resume` in one process finishes the run, loading the
-    global batches an uninterrupted one-process run loads from that step on."""
+    exists; torchrun ends the job. `histosynth train --resume` in one process, or in two, finishes the run,
+    loading the global batches an uninterrupted one-process run loads from that step on."""
     tracking.configure(tracking_uri)
     tracking.ensure_experiment(EXPERIMENT)
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
@@ -116,9 +117,11 @@ def test_sigkill_of_one_rank_then_resume_in_one_process(store_root, tracking_uri
     stopped_at = load_checkpoint(ckpt.parent)["progress"]["step"]
     assert 0 < stopped_at < 24 and stopped_at % 6 == 0
 
-    resumed = subprocess.run([HISTOSYNTH, "train", "--resume", str(ckpt.parent), "--no-progress"], env=env_with(tmp_path / "t-resumed"), capture_output=True, text=True, timeout=300)
+    launcher = [HISTOSYNTH] if resume_procs == 1 else torchrun(resume_procs)
+    resumed = subprocess.run([*launcher, "train", "--resume", str(ckpt.parent), "--no-progress"], env=env_with(tmp_path / "t-resumed"), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"at epoch {stopped_at // 6} step {stopped_at}" in resumed.stderr
     assert straight.wait(timeout=300) == 0, straight.stderr.read()[-3000:]
     assert load_checkpoint(killed_dir / "checkpoints")["progress"]["step"] == 24
-    assert trace(tmp_path / "t-resumed") == trace(tmp_path / "t-straight")[stopped_at:]
+    parts = [trace(tmp_path / "t-resumed", r) for r in range(resume_procs)]
+    assert [sum(p, []) for p in zip(*parts)] == trace(tmp_path / "t-straight")[stopped_at:]
