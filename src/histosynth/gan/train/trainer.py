@@ -12,7 +12,8 @@ bundle (its callbacks are the only ones with sinks), and every rank returns rank
 Model initialisation and the data order use ``train.seed`` on every rank (identical nets, one global order);
 the noise (z, augmentation) of ranks > 0 has its own seeds (:meth:`~histosynth.distributed.World.noise_seed`),
 so rank 0 draws what a one-process run draws. A checkpoint holds rank 0's state and the global step: resuming
-with another number of processes continues the same global data order.
+with another number of processes continues the same global data order. The step metrics are means over the
+ranks; RL-EO's per-class reward means (``rl_eo/reward/<class>``) are rank 0's slice only.
 """
 
 from __future__ import annotations
