@@ -22,6 +22,8 @@ ENV_CACHE = "HISTOSYNTH_CACHE"  # downloads: wheels, datasets, weights
 ENV_DATA = "HISTOSYNTH_DATA"  # versioned data folder (DVC outputs)
 ENV_OFFLINE = "HISTOSYNTH_OFFLINE"  # "1": never touch the network, use local files only
 ENV_SYNTH_MAX = "HISTOSYNTH_SYNTH_MAX"  # most images one `histosynth synth` may request
+ENV_DIST_BACKEND = "HISTOSYNTH_DIST_BACKEND"  # under torchrun: auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+ENV_BATCH_TRACE = "HISTOSYNTH_BATCH_TRACE"  # a folder: each training process writes the patch indices it loads
 
 log = logging.getLogger(__name__)
 _announced: set[Path] = set()  # state folders already named in the log

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from histosynth import distributed
 from histosynth.config.snn import SnnConfig, load_snn_config
 from histosynth.data.split import REPORT, SPLITS
 from histosynth.errors import DataError
@@ -97,9 +98,10 @@ def train_stage(
     if tracking_uri:
         cfg.tracking.tracking_uri = tracking_uri
     result = train(cfg, progress=False)
-    dest = Path(bundle_out)
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(result.bundle, dest / result.bundle.name)
+    if distributed.current().is_main:  # under torchrun every rank returns rank 0's result; one copies it
+        dest = Path(bundle_out)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(result.bundle, dest / result.bundle.name)
     return result.to_dict()
 
 
@@ -188,10 +190,12 @@ def train_snn_stage(
     )
     if tracking_uri:
         cfg.tracking.tracking_uri = tracking_uri
-    result = register_trained(train_snn(cfg, progress=False), cfg.tracking.register_as)
-    dest = Path(bundle_out)
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(result.bundle, dest / SNN_FILENAME)
+    result = train_snn(cfg, progress=False)
+    if distributed.current().is_main:  # under torchrun every rank returns rank 0's result; one registers and copies it
+        register_trained(result, cfg.tracking.register_as)
+        dest = Path(bundle_out)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(result.bundle, dest / SNN_FILENAME)
     return result.to_dict()
 
 

@@ -104,6 +104,9 @@ def train(
     if cfg is None:
         return
     _logging()
+    from histosynth.distributed import env_world
+
+    main = env_world()[0] == 0  # under torchrun only rank 0 registers and reports
     register_as, base_out, prev = cfg.tracking.register_as, cfg.train.out_dir, None
     for st in stages or [cfg.train.stage]:
         cfg.train.stage = st
@@ -112,7 +115,10 @@ def train(
             cfg.train.out_dir = str(Path(base_out) / f"stage{st}") if base_out else ""
             if prev is not None:
                 cfg.train.init_from = str(prev.bundle)
-        result = prev = register_trained(train_snn(cfg, progress=progress), cfg.tracking.register_as)
+        result = prev = train_snn(cfg, progress=progress if main else False)
+        if not main:
+            continue
+        register_trained(result, cfg.tracking.register_as)
         init_label = result.init.get("label", result.init.get("init", "?"))
         out.print(f"[bold green]stage {result.stage} done[/] {result.steps} steps in {result.wall_s:.1f} s on {result.device}", soft_wrap=True)
         out.print(f"  init          {init_label}", soft_wrap=True)

@@ -35,9 +35,14 @@ def train(
         cfg = resolve(config, set_, dry_run)
         if cfg is None:
             return
+    from histosynth.distributed import env_world
+
+    main = env_world()[0] == 0  # under torchrun only rank 0 reports (every rank returns its result)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("histosynth").setLevel(logging.INFO)
-    result = run_training(cfg, resume=resume, progress=progress)
+    logging.getLogger("histosynth").setLevel(logging.INFO if main else logging.WARNING)
+    result = run_training(cfg, resume=resume, progress=progress if main else False)
+    if not main:
+        return
     m = result.metrics
     out.print(f"[bold green]done[/] {result.steps} steps / {result.epochs} epochs in {result.wall_s:.1f} s on {result.device} (amp {result.amp})", soft_wrap=True)
     if "loss_d" in m:

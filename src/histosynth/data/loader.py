@@ -3,10 +3,16 @@ converted to float [-1, 1] on the training device (resized if the model size dif
 
 Shuffling and flips draw from one seeded ``torch.Generator`` whose state is checkpointed, so a resumed run
 sees exactly the batches the uninterrupted run would have seen.
+
+Data-parallel (:mod:`histosynth.distributed`): every process draws the same shuffle and flips for the whole
+global batch and loads only its ``part`` of it, so the processes together see exactly the one-process batches
+and the checkpointed generator state is the same on every rank. ``trace`` (a JSON-lines file) records the
+patch indices each batch loaded: how the data-parallel tests check that claim.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,8 @@ class BatchSource:
         hflip: bool = False,
         vflip: bool = False,
         classes: list[str] | None = None,
+        part: slice = slice(None),
+        trace: Path | None = None,
     ):
         self.device = device
         self.batch_size = int(batch_size)
@@ -92,6 +100,8 @@ class BatchSource:
         self.images = uint8
         self.labels = torch.from_numpy(labels).to(device)
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.part = part  # this process's slice of every (global) batch
+        self.trace = Path(trace) if trace else None
 
     def __len__(self) -> int:
         """Full batches per epoch."""
@@ -101,11 +111,13 @@ class BatchSource:
         """A fresh shuffle of all patch indices (call once per epoch, before its batches)."""
         return torch.randperm(self.n, generator=self.generator)
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images ``idx`` as float [-1, 1] NCHW on the device (+ flips), and their class ids."""
+    def batch(self, idx: torch.Tensor, part: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``idx[part]`` as float [-1, 1] NCHW on the device (+ flips), and their class ids. The flips are
+        drawn for all of ``idx``, so every part of a batch draws the same random numbers."""
         b = idx.numel()
-        flip_h = torch.rand(b, generator=self.generator) < 0.5 if self.hflip else None
-        flip_v = torch.rand(b, generator=self.generator) < 0.5 if self.vflip else None
+        flip_h = torch.rand(b, generator=self.generator)[part] < 0.5 if self.hflip else None
+        flip_v = torch.rand(b, generator=self.generator)[part] < 0.5 if self.vflip else None
+        idx = idx[part]
         dev_idx = idx.to(self.images.device)
         x = self.images[dev_idx].to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().mul_(1.0 / 127.5).sub_(1.0)
@@ -120,7 +132,11 @@ class BatchSource:
     def batches(self, perm: torch.Tensor, start: int = 0):
         """Yield (batch index, images, labels) for batches ``start..len(self)-1`` of the epoch ``perm``."""
         for i in range(start, len(self)):
-            yield i, *self.batch(perm[i * self.batch_size : (i + 1) * self.batch_size])
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+            if self.trace is not None:
+                with self.trace.open("a") as f:
+                    f.write(json.dumps({"batch": i, "idx": idx[self.part].tolist()}) + "\n")
+            yield i, *self.batch(idx, self.part)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

@@ -10,12 +10,19 @@
 Loss: contrastive (embeddings) + ``loss.recon_weight`` x MSE (reconstruction). One backward pass; Adagrad
 (``optim.lr_recon``) steps the decoder, Adam (``optim.lr_sim``) steps the trainable encoder layers and the
 embedding head. Every run records its init (imagenet / hed / random) as params, tags and in the bundle.
+
+Under ``torchrun`` (:mod:`histosynth.distributed`, the GAN trainer's semantics): ``train.batch_size`` is the global
+batch, every rank draws the same pair order and trains on its slice of each batch, gradients are averaged over
+the ranks before both optimisers step, and logged losses (and the similar / dissimilar similarity means) are
+over the global batch. Rank 0 alone opens the MLflow run, scores the validation pairs and writes the bundle; every
+rank returns its result. The MFT-SNN has no batch-norm layers, so there is nothing to synchronise there.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +32,9 @@ import numpy as np
 import torch
 
 from histosynth import defaults, tracking
-from histosynth.device import describe, determinism, resolve_device, seed_everything
+from histosynth import distributed
+from histosynth.device import describe, determinism, seed_everything
+from histosynth.distributed import World
 from histosynth.errors import ConfigError
 from histosynth.config.snn import SnnConfig, config_hash, validate
 from histosynth.snn.mft_snn import FILENAME, MFTSNN, read_bundle, save_bundle, snn_loss
@@ -86,9 +95,9 @@ def build_model(cfg: SnnConfig, stage: str, image_size: int) -> tuple[MFTSNN, di
 def train_snn(cfg: SnnConfig, *, progress: bool | None = None, parent_tags: dict[str, str] | None = None) -> SnnResult:
     """Train one stage as configured (``cfg.train.stage``); raises HistosynthError for fixable problems."""
     validate(cfg)
-    device = resolve_device(cfg.train.device)
+    world, device = distributed.init(cfg.train.device)
     with determinism(device, cfg.train.deterministic):
-        return _train(cfg, device, progress, parent_tags or {})
+        return world.broadcast(_train(cfg, device, progress, parent_tags or {}, world))
 
 
 def _plots(out: Path, history: list[dict[str, float]], val_scores: np.ndarray | None, val_levels: np.ndarray | None, title: str) -> list[Path]:
@@ -128,7 +137,57 @@ def _plots(out: Path, history: list[dict[str, float]], val_scores: np.ndarray | 
     return paths
 
 
-def _train(cfg: SnnConfig, device: torch.device, progress: bool | None, parent_tags: dict[str, str]) -> SnnResult:
+def _fit(cfg: SnnConfig, st: Any, model: MFTSNN, train_set: PairSet, bs: int, total: int, device: torch.device, world: World, log: Callable[[int, dict[str, float]], None], bar: Any) -> int:
+    """The training steps (``total`` of them, global batch ``bs``) -> steps done; ``log(step, means)`` every
+    ``train.log_every`` steps and at the last, ``log(step, {"epoch": n})`` after each epoch."""
+    recon_params, sim_params = model.param_groups()
+    opt_recon = torch.optim.Adagrad(recon_params, lr=cfg.optim.lr_recon)
+    opt_sim = torch.optim.Adam(sim_params, lr=cfg.optim.lr_sim)
+    steps_per_epoch = max(1, len(train_set) // bs)
+    part = world.part(bs)
+    rng = np.random.default_rng(cfg.train.seed)
+    step = 0
+    acc: dict[str, float] = {}
+    n_acc = 0
+    for epoch in range(st.epochs):
+        if step >= total:
+            break
+        perm = rng.permutation(len(train_set))
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            xa, xb, y = train_set.batch(perm[b * bs : (b + 1) * bs][part], st.image_size, device)
+            out = snn_loss(model, xa, xb, y, cfg.loss.margin, cfg.loss.recon_weight)
+            opt_recon.zero_grad(set_to_none=True)
+            opt_sim.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            world.average_gradients(model.parameters())
+            opt_recon.step()
+            opt_sim.step()
+            step += 1
+            sim, similar = out["sim"], y == 1
+            losses = [out[k].detach().float() for k in ("loss", "loss_contrastive", "loss_recon")]
+            # sums and counts, so the similarity means are over the global batch whatever each slice holds
+            parts = [*losses, sim[similar].sum(), similar.sum(), sim[~similar].sum(), (~similar).sum()]
+            sums = world.sum(torch.stack([t.float() for t in parts])).tolist()
+            vals = {k: v / world.size for k, v in zip(("loss", "loss_contrastive", "loss_recon"), sums)}
+            if sums[4]:
+                vals["sim_similar"] = sums[3] / sums[4]
+            if sums[6]:
+                vals["sim_dissimilar"] = sums[5] / sums[6]
+            for k, v in vals.items():
+                acc[k] = acc.get(k, 0.0) + v
+            n_acc += 1
+            bar.update(1)
+            if step % cfg.train.log_every == 0 or step == total:
+                log(step, {k: v / n_acc for k, v in acc.items()})
+                acc, n_acc = {}, 0
+        log(step, {"epoch": epoch + 1})
+    return step
+
+
+def _train(cfg: SnnConfig, device: torch.device, progress: bool | None, parent_tags: dict[str, str], world: World = World()) -> SnnResult | None:
+    """One stage; the MLflow run, validation and bundle on rank 0 (None on ranks > 0)."""
     import sys
 
     import mlflow
@@ -144,15 +203,15 @@ def _train(cfg: SnnConfig, device: torch.device, progress: bool | None, parent_t
     model, init, stages = build_model(cfg, stage, st.image_size)
     trainable = model.set_trainable(st.trainable)
     model.to(device).train()
-    recon_params, sim_params = model.param_groups()
-    opt_recon = torch.optim.Adagrad(recon_params, lr=cfg.optim.lr_recon)
-    opt_sim = torch.optim.Adam(sim_params, lr=cfg.optim.lr_sim)
+    world.prepare(model)
     bs = min(cfg.train.batch_size, len(train_set))
     steps_per_epoch = max(1, len(train_set) // bs)
     total = steps_per_epoch * st.epochs
     if st.max_steps:
         total = min(total, st.max_steps)
-    rng = np.random.default_rng(cfg.train.seed)
+    if not world.is_main:
+        _fit(cfg, st, model, train_set, bs, total, device, world, lambda step, means: None, tqdm(disable=True))
+        return None
 
     uri = tracking.configure(cfg.tracking.tracking_uri)
     tracking.check_server(uri)
@@ -176,6 +235,7 @@ def _train(cfg: SnnConfig, device: torch.device, progress: bool | None, parent_t
                 "snn.steps_per_epoch": steps_per_epoch,
                 "snn.total_steps": total,
                 "snn.pairs.train": len(train_set),
+                "snn.processes": world.size,
                 "config.hash": config_hash(cfg),
                 **{f"init.{k}": v for k, v in init.items()},
             }
@@ -194,42 +254,15 @@ def _train(cfg: SnnConfig, device: torch.device, progress: bool | None, parent_t
                 **parent_tags,
             }
         )
-        step = 0
         bar = tqdm(total=total, desc=f"snn stage {stage}", unit="step", disable=not show)
-        acc: dict[str, float] = {}
-        n_acc = 0
-        for epoch in range(st.epochs):
-            if step >= total:
-                break
-            perm = rng.permutation(len(train_set))
-            for b in range(steps_per_epoch):
-                if step >= total:
-                    break
-                xa, xb, y = train_set.batch(perm[b * bs : (b + 1) * bs], st.image_size, device)
-                out = snn_loss(model, xa, xb, y, cfg.loss.margin, cfg.loss.recon_weight)
-                opt_recon.zero_grad(set_to_none=True)
-                opt_sim.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                opt_recon.step()
-                opt_sim.step()
-                step += 1
-                sim = out["sim"]
-                vals = {k: float(out[k].detach()) for k in ("loss", "loss_contrastive", "loss_recon")}
-                if (y == 1).any():
-                    vals["sim_similar"] = float(sim[y == 1].mean())
-                if (y == 0).any():
-                    vals["sim_dissimilar"] = float(sim[y == 0].mean())
-                for k, v in vals.items():
-                    acc[k] = acc.get(k, 0.0) + v
-                n_acc += 1
-                bar.update(1)
-                if step % cfg.train.log_every == 0 or step == total:
-                    means = {k: v / n_acc for k, v in acc.items()}
-                    mlflow.log_metrics(means, step=step)
-                    history.append({"step": step, **means})
-                    bar.set_postfix(loss=f"{means['loss']:.4f}")
-                    acc, n_acc = {}, 0
-            mlflow.log_metric("epoch", epoch + 1, step=step)
+
+        def log(step: int, means: dict[str, float]) -> None:
+            mlflow.log_metrics(means, step=step)
+            if "loss" in means:
+                history.append({"step": step, **means})
+                bar.set_postfix(loss=f"{means['loss']:.4f}")
+
+        step = _fit(cfg, st, model, train_set, bs, total, device, world, log, bar)
         bar.close()
         val: dict[str, float] = {}
         val_scores = val_levels = None

@@ -5,6 +5,7 @@ and the :class:`TrainResult` that says where everything went.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -19,6 +20,7 @@ from histosynth.config import Config, config_hash
 from histosynth.data.loader import BatchSource, open_store
 from histosynth.data.store import PatchStore
 from histosynth.device import Amp, describe
+from histosynth.distributed import World
 from histosynth.gan import bundle as bundle_mod
 
 
@@ -62,9 +64,19 @@ def open_tracking(cfg: Config) -> tuple[str, str]:
     return uri, tracking.ensure_experiment(cfg.tracking.experiment)
 
 
-def open_data(cfg: Config, device: torch.device) -> tuple[PatchStore, BatchSource]:
+def open_data(cfg: Config, device: torch.device, world: World = World()) -> tuple[PatchStore, BatchSource]:
+    """The store and its batches; this process loads its ``world`` part of each global batch (and, with
+    ``HISTOSYNTH_BATCH_TRACE`` set to a folder, records the indices in ``rank<N>.jsonl`` there)."""
     store = open_store(cfg.data.root, cfg.data.split)
-    source = BatchSource(store, batch_size=cfg.train.batch_size, image_size=cfg.data.image_size, device=device, seed=cfg.train.seed, hflip=cfg.data.hflip, vflip=cfg.data.vflip, classes=cfg.data.classes)
+    part = world.part(cfg.train.batch_size)
+    trace_dir = os.environ.get(defaults.ENV_BATCH_TRACE)
+    trace = Path(trace_dir) / f"rank{world.rank}.jsonl" if trace_dir else None
+    if trace is not None:
+        trace.parent.mkdir(parents=True, exist_ok=True)
+    source = BatchSource(
+        store, batch_size=cfg.train.batch_size, image_size=cfg.data.image_size, device=device, seed=cfg.train.seed,
+        hflip=cfg.data.hflip, vflip=cfg.data.vflip, classes=cfg.data.classes, part=part, trace=trace,
+    )  # fmt: skip
     return store, source
 
 

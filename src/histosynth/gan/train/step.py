@@ -11,6 +11,10 @@ A discriminator with an objective of its own (MASAN: SAN's split terms plus reco
 :mod:`histosynth.gan.masan.objective`) comes as ``d_objective(D, real_aug, fake_aug, y) -> DTerms``: it replaces
 the two logit passes and ``loss_d_real/fake``, and its ``extra`` term is added to ``loss_d``. G's update is the
 same for every architecture: the loss on D's plain output.
+
+Data-parallel runs pass ``sync`` (:meth:`histosynth.distributed.World.average_gradients`): it averages each
+net's gradients over the processes right after its backward, before unscaling, clipping and the step, so the
+grad norms, the clipping and the loss scaler see the global gradient on every process.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class GANStep:
         reward: RLEOReward | None = None,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         d_objective: Callable[..., DTerms] | None = None,
+        sync: Callable[[list[nn.Parameter]], None] | None = None,
     ):
         self.G, self.D = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
@@ -84,6 +89,7 @@ class GANStep:
         self.reward = reward
         self.augment = augment if augment else (lambda x: x)
         self.d_objective = d_objective
+        self.sync = sync if sync is not None else (lambda params: None)
         self.scaler_g = scaler_g if scaler_g is not None else amp.scaler()
         self.scaler_d = scaler_d if scaler_d is not None else amp.scaler()
         self.g_params = [p for p in generator.parameters() if p.requires_grad]
@@ -143,6 +149,7 @@ class GANStep:
                     loss_d = loss_d - r.reward  # the paper: D minimises L_D - reward (no gradient: see rl_eo)
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler_d.scale(loss_d).backward()
+            self.sync(self.d_params)
             self.scaler_d.unscale_(self.opt_d)
             m["grad_norm_d"] = clip_and_norm(self.d_params, self.grad_clip, self.clip_mode).detach()
             self.scaler_d.step(self.opt_d)
@@ -165,6 +172,7 @@ class GANStep:
         finally:
             for p in self.d_params:
                 p.requires_grad_(True)
+        self.sync(self.g_params)
         self.scaler_g.unscale_(self.opt_g)
         m["grad_norm_g"] = clip_and_norm(self.g_params, self.grad_clip, self.clip_mode).detach()
         self.scaler_g.step(self.opt_g)

@@ -5,6 +5,15 @@ checkpoints, samples, MLflow run, generator bundle.
 MLflow run (local SQLite store by default, or a tracking server); the returned :class:`TrainResult` says
 where the run, its samples, checkpoint and generator bundle are. This module builds the run (models, the
 step, the resumed state) and picks its callbacks; the loop itself and each callback live in their own modules.
+
+Under ``torchrun`` (:mod:`histosynth.distributed`) every process runs this with its part of each global batch
+and averaged gradients; rank 0 alone opens the MLflow run and writes checkpoints, samples, curves and the
+bundle (its callbacks are the only ones with sinks), and every rank returns rank 0's :class:`TrainResult`.
+Model initialisation and the data order use ``train.seed`` on every rank (identical nets, one global order);
+the noise (z, augmentation) of ranks > 0 has its own seeds (:meth:`~histosynth.distributed.World.noise_seed`),
+so rank 0 draws what a one-process run draws. A checkpoint holds rank 0's state and the global step: resuming
+with another number of processes continues the same global data order. The step metrics are means over the
+ranks; RL-EO's per-class reward means (``rl_eo/reward/<class>``) are rank 0's slice only.
 """
 
 from __future__ import annotations
@@ -20,11 +29,12 @@ from typing import Any
 import torch
 
 import histosynth
-from histosynth import monitoring
+from histosynth import distributed, monitoring
 from histosynth.config import Config, apply_overrides, config_from_dict, validate
 from histosynth.data.loader import BatchSource
 from histosynth.data.store import PatchStore
-from histosynth.device import Amp, amp_for, determinism, resolve_device, rng_state, seed_everything, set_rng_state
+from histosynth.device import Amp, amp_for, determinism, rng_state, seed_everything, set_rng_state
+from histosynth.distributed import World
 from histosynth.errors import ConfigError, HistosynthError
 from histosynth.gan.diffaugment import DiffAugment
 from histosynth.gan.losses import loss_from_config
@@ -128,8 +138,9 @@ class GAN:
     total_steps: int
 
 
-def build_gan(cfg: Config, source: BatchSource, device: torch.device, amp: Amp, similarity: Similarity | None = None) -> GAN:
-    """Models, optimisers, loss, RL-EO reward and :class:`GANStep` for ``cfg``, in the order that draws the seeded RNG."""
+def build_gan(cfg: Config, source: BatchSource, device: torch.device, amp: Amp, similarity: Similarity | None = None, world: World = World()) -> GAN:
+    """Models, optimisers, loss, RL-EO reward and :class:`GANStep` for ``cfg``, in the order that draws the seeded RNG
+    (``world``: the step averages gradients over its processes)."""
     num_classes = len(source.classes) if cfg.data.conditional else 0
     if cfg.data.conditional and num_classes < 2:
         log.warning("data.conditional=true with a single class (%s): conditioning has no effect", source.classes)
@@ -155,6 +166,7 @@ def build_gan(cfg: Config, source: BatchSource, device: torch.device, amp: Amp, 
         reward=rl,
         augment=DiffAugment(cfg.augment.policy),
         d_objective=build_d_objective(cfg.model.arch, loss, cfg.loss.recon_weight),
+        sync=world.average_gradients if world.parallel else None,
     )  # fmt: skip
     return GAN(G, D, opt_g, opt_d, step, rl, num_classes, steps_per_epoch, total_steps)
 
@@ -273,29 +285,42 @@ def train(cfg: Config, resume: str | Path | None = None, *, progress: bool | Non
     user can fix: missing/corrupt store or checkpoint, a config that does not fit, an unreachable server.
     """
     validate(cfg)
-    device = resolve_device(cfg.train.device)
+    world, device = distributed.init(cfg.train.device)
     with determinism(device, cfg.train.deterministic):
         if cfg.method == "ddpm":
             if resume:
                 raise ConfigError("--resume is not supported for method=ddpm", "start a new run (train.max_steps sets its length)")
+            if world.parallel:
+                raise ConfigError(f"method=ddpm under torchrun ({world.size} processes): the DDPM baseline trains in one process", "run `histosynth train` without torchrun")
             from histosynth.gan.train.ddpm import train_ddpm
 
             return train_ddpm(cfg, device, progress)
-        return _train(cfg, resume, device, progress, similarity)
+        return _train(cfg, resume, device, progress, similarity, world)
 
 
-def _train(cfg: Config, resume: str | Path | None, device: torch.device, progress: bool | None, similarity: Similarity | None = None) -> TrainResult:
+def _train(cfg: Config, resume: str | Path | None, device: torch.device, progress: bool | None, similarity: Similarity | None = None, world: World = World()) -> TrainResult:
     t_start = time.perf_counter()
-    ckpt = load_checkpoint(resume) if resume else None
+    ckpt = load_checkpoint(resume) if resume else None  # every rank reads it: a path all processes can see
     amp = amp_for(device, cfg.train.amp, cfg.train.cpu_bf16)
     seed_everything(cfg.train.seed)
-    uri, experiment_id = open_tracking(cfg)  # fail before loading data when the server is down
-    store, source = open_data(cfg, device)
-    gan = build_gan(cfg, source, device, amp, similarity)
+    # fail before loading data when the server is down; only rank 0 talks to MLflow
+    uri, experiment_id = open_tracking(cfg) if world.is_main else ("", "")
+    store, source = open_data(cfg, device, world)
+    gan = build_gan(cfg, source, device, amp, similarity, world)
     z_fixed, y_fixed = fixed_inputs(cfg, gan.num_classes, device)
     start = restore(ckpt, resume, cfg, gan, source, store) if ckpt is not None else fresh_start(cfg, gan)
-    ema = weight_average(cfg, gan.G, ckpt)
+    noise_seed = world.noise_seed(cfg.train.seed, start.state.step)
+    if noise_seed is not None:
+        torch.manual_seed(noise_seed)
+    ema = weight_average(cfg, gan.G, ckpt)  # before SyncBatchNorm: the average keeps plain BN (sampled on rank 0 alone)
+    world.prepare(gan.G, gan.D)
     G_out = ema.model if ema is not None else gan.G  # what samples and the bundle use
+    out = _run(cfg, world, device, amp, uri, experiment_id, store, source, gan, start, ema, G_out, (z_fixed, y_fixed), progress, t_start)
+    return world.broadcast(out)
+
+
+def _run(cfg: Config, world: World, device: torch.device, amp: Amp, uri: str, experiment_id: str, store: PatchStore, source: BatchSource, gan: GAN, start: Start, ema: GeneratorEMA | None, G_out: torch.nn.Module, fixed: tuple, progress: bool | None, t_start: float) -> TrainResult | None:
+    """The MLflow run around the loop (rank 0; other ranks only train) -> the result (None on ranks > 0)."""
 
     def refresh_ema_stats() -> None:
         """The average's own batch-norm statistics before it is sampled or saved (see histosynth.gan.weight_ema)."""
@@ -303,16 +328,22 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
             with amp.autocast():
                 ema.standing_stats(cfg.model.latent_dim, gan.num_classes, seed=cfg.train.seed)
 
+    step = (lambda batches: world.mean(gan.step(batches))) if world.parallel else gan.step
+    gan.G.train()
+    gan.D.train()
+    if not world.is_main:
+        TrainLoop(step, source, start.state, _worker_callbacks(cfg, gan, ema, start), group=cfg.optim.d_steps).run()
+        return None
+
     with start_run(cfg, experiment_id) as mlrun:
         run = Run(cfg, uri, experiment_id, mlrun.info.run_id, resolve_out_dir(cfg, mlrun.info.run_id), store, source.classes, t_start)
         rl_tags = {"rl_eo.mode": gan.rl.mode, "rl_eo.reward_gradient": REWARD_GRADIENT[gan.rl.mode]} if gan.rl is not None else {}
-        record_start(run, device, amp, ema is not None, {"model.num_classes": gan.num_classes, "train.steps_per_epoch": gan.steps_per_epoch, "train.total_steps": gan.total_steps}, {**rl_tags, **start.tags})
-        log.info("run %s on %s (amp %s): %d steps/epoch, %d steps, out %s", run.run_id, device, amp.name, gan.steps_per_epoch, gan.total_steps, run.out_dir)
+        params = {"model.num_classes": gan.num_classes, "train.steps_per_epoch": gan.steps_per_epoch, "train.total_steps": gan.total_steps, "train.processes": world.size}
+        record_start(run, device, amp, ema is not None, params, {**rl_tags, **start.tags})
+        log.info("run %s on %s (amp %s, %d process(es)): %d steps/epoch, %d steps, out %s", run.run_id, device, amp.name, world.size, gan.steps_per_epoch, gan.total_steps, run.out_dir)
 
-        callbacks, window, history, samples, checkpoints = _callbacks(run, gan, ema, source, start, progress, device, amp, G_out, (z_fixed, y_fixed), refresh_ema_stats)
-        gan.G.train()
-        gan.D.train()
-        state = TrainLoop(gan.step, source, start.state, callbacks, group=cfg.optim.d_steps).run()
+        callbacks, window, history, samples, checkpoints = _callbacks(run, gan, ema, source, start, progress, device, amp, G_out, fixed, refresh_ema_stats)
+        state = TrainLoop(step, source, start.state, callbacks, group=cfg.optim.d_steps).run()
 
         refresh_ema_stats()
         final_samples = samples.grid("final.png")
@@ -325,6 +356,21 @@ def _train(cfg: Config, resume: str | Path | None, device: torch.device, progres
     )  # fmt: skip
 
 
+def _ema_update(gan: GAN, ema: GeneratorEMA | None) -> list[Callback]:
+    return [EMAUpdate(ema, gan.G)] if ema is not None else []
+
+
+def _window(cfg: Config, gan: GAN, start: Start, sinks: list[Callable]) -> MetricWindow:
+    rl = gan.rl
+    return MetricWindow(cfg.train.log_every, cfg.train.batch_size * cfg.optim.d_steps, sinks, check=check_finite, extra=rl.window_rewards if rl is not None else None, meter=start.window_meter)
+
+
+def _worker_callbacks(cfg: Config, gan: GAN, ema: GeneratorEMA | None, start: Start) -> list[Callback]:
+    """Data-parallel ranks > 0: the weight average and a metric window without sinks (its divergence check sees
+    the ranks' mean losses, so every rank stops at the same step); no logging, samples or checkpoints."""
+    return [*_ema_update(gan, ema), _window(cfg, gan, start, [])]
+
+
 def _callbacks(run: Run, gan: GAN, ema: GeneratorEMA | None, source: BatchSource, start: Start, progress: bool | None, device: torch.device, amp: Amp, G_out: torch.nn.Module, fixed: tuple, refresh: Callable[[], None]) -> tuple[list[Callback], MetricWindow, History, SampleGrids, Checkpoints]:
     """The GAN run's callbacks, in hook order: weight average, epoch means, progress bar, metric window (MLflow,
     pushgateway, history, bar), sample grids, then checkpoints (so an epoch's checkpoint holds the refreshed average)."""
@@ -334,11 +380,11 @@ def _callbacks(run: Run, gan: GAN, ema: GeneratorEMA | None, source: BatchSource
     pusher = monitoring.from_env(run.run_id, cfg.method)  # Prometheus pushgateway when HISTOSYNTH_PUSHGATEWAY is set
     sinks = [mlflow_metrics, *([pushgateway(pusher, device)] if pusher is not None else []), history, bar]
     rl = gan.rl
-    window = MetricWindow(cfg.train.log_every, cfg.train.batch_size * cfg.optim.d_steps, sinks, check=check_finite, extra=rl.window_rewards if rl is not None else None, meter=start.window_meter)
+    window = _window(cfg, gan, start, sinks)
     epoch_metrics = EpochMetrics(rl.epoch_rewards if rl is not None else None, start.epoch_meter)
     samples = SampleGrids(G_out, *fixed, run.out_dir / "samples", cfg.train.sample_every, amp, before=refresh)
     checkpoints = Checkpoints(run.out_dir / "checkpoints" / LAST, cfg.train.checkpoint_every, checkpoint_payload(run, gan, ema, source, epoch_metrics, window, history))
-    callbacks = [*([EMAUpdate(ema, gan.G)] if ema is not None else []), epoch_metrics, bar, window, samples, checkpoints]
+    callbacks = [*_ema_update(gan, ema), epoch_metrics, bar, window, samples, checkpoints]
     return callbacks, window, history, samples, checkpoints
 
 
