@@ -60,9 +60,7 @@ def slug(name: str) -> str:
 
 
 def run_cell(method: str, preset: str, seed: int, args, out: Path, uri: str, *, extra=(), metrics: str = "fid,kid,pr", keys=KEYS, experiment: str = "quality-benchmark", similarity=None) -> dict:
-    """Train ``preset`` (+ the budget overrides, + ``extra``) with ``seed`` and score it; -> the JSONL row."""
-    from histosynth.evaluation.config import DEFAULT_EXTRACTOR
-    from histosynth.evaluation.suite import evaluate_generator
+    """Train ``preset`` (+ the budget overrides, + ``extra``) with ``seed`` and score it (:func:`scored_row`)."""
     from histosynth.gan.train import train
 
     run_dir = out / "runs" / f"{slug(method)}-seed{seed}"
@@ -78,15 +76,24 @@ def run_cell(method: str, preset: str, seed: int, args, out: Path, uri: str, *, 
     t0 = time.perf_counter()
     res = train(cfg, progress=sys.stderr.isatty(), similarity=similarity)
     train_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rec = evaluate_generator(res.bundle, args.data, split=args.eval_split, metrics=metrics, extractor=DEFAULT_EXTRACTOR, seed=seed, device=args.device, mlflow_run_id=res.run_id, tracking_uri=uri, n_real=args.eval_n or None, n_fake=args.eval_n or None)
-    eval_s = time.perf_counter() - t0
     grid = out / f"grid-{run_dir.name}.png"
     if res.samples:
         shutil.copy(res.samples, grid)
+    fields = {"preset": preset, "extra": list(extra), "steps": res.steps, "batch": cfg.train.batch_size, "device": res.device, "grid": str(grid)}
+    return scored_row(method, seed, res.bundle, res.run_id, train_s, args, uri, metrics=metrics, keys=keys, **fields)
+
+
+def scored_row(method: str, seed: int, bundle, run_id: str, train_s: float, args, uri: str, *, metrics: str = "fid,kid,pr", keys=KEYS, **fields) -> dict:
+    """Score a trained generator bundle against ``args.eval_split`` with the FID Inception (logged to its run);
+    -> the JSONL row: method, seed, ``fields``, timings, sample counts and the ``keys`` metrics."""
+    from histosynth.evaluation.config import DEFAULT_EXTRACTOR
+    from histosynth.evaluation.suite import evaluate_generator
+
+    t0 = time.perf_counter()
+    rec = evaluate_generator(bundle, args.data, split=args.eval_split, metrics=metrics, extractor=DEFAULT_EXTRACTOR, seed=seed, device=args.device, mlflow_run_id=run_id, tracking_uri=uri, n_real=args.eval_n or None, n_fake=args.eval_n or None)
+    eval_s = time.perf_counter() - t0
     return {
-        "method": method, "seed": seed, "preset": preset, "extra": list(extra), "steps": res.steps, "batch": cfg.train.batch_size, "train_s": round(train_s, 1),
-        "eval_s": round(eval_s, 1), "device": res.device, "run_id": res.run_id, "grid": str(grid), "n_real": rec["n_real"], "n_fake": rec["n_fake"],
+        "method": method, "seed": seed, **fields, "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "run_id": run_id, "n_real": rec["n_real"], "n_fake": rec["n_fake"],
         **{k: rec["metrics"][k] for k in keys if k in rec["metrics"]},
     }
 

@@ -1,9 +1,12 @@
 """A tiny GA-GAN search end to end: two real worker processes on one SQLite study, a worker killed with SIGKILL
 mid-trial (its trial is failed by the heartbeat and retried with the same genotype), the driver resuming the
-search and running stage d, then the winner retrained. 32 px, tiny widths, a cheap 12-d extractor."""
+search and running stage d, then the winner retrained; and the driver (`histosynth search run`) itself killed with
+SIGKILL mid-search and run again. 32 px, tiny widths, a cheap 12-d extractor."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from optuna.trial import TrialState
 
@@ -28,6 +32,7 @@ from histosynth.search.worker import open_study, total_trials
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HERE = Path(__file__).parent
+HISTOSYNTH = str(Path(sys.executable).parent / "histosynth")
 
 
 def _patches(n: int, seed: int):
@@ -122,3 +127,61 @@ def test_parallel_search_survives_sigkill_and_resumes(cfg):
     assert meta["spec"]["arch"] == "ga-gan" and meta["spec"]["genotype"] == found["g"]["genotype"] and meta["classes"] == ["pink", "purple"]
     assert meta["extra"]["run_id"] == result["run_id"] and meta["extra"]["d_genotype"] == found["d"]["genotype"]
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(result["run_id"], "generator")] == ["generator/generator.pt", "generator/spec.json"]
+
+
+@pytest.mark.parametrize("victims", ["driver", "driver+workers"])
+def test_killed_driver_reruns_without_losing_a_finished_candidate(cfg, tmp_path, victims):
+    """SIGKILL `histosynth search run` while its workers are mid-trial, then run it again.
+
+    ``driver``: only the driver dies; its orphaned workers finish their trials beside the rerun's two workers (four
+    on one study). ``driver+workers``: its whole process group dies, as with a lost node; the trials they were
+    running go stale and come back as retries. Either way every finished candidate keeps its value and the stage
+    ends on exactly its budget of finished candidates."""
+    cfg = dataclasses.replace(cfg, stages="g", cycles=2, grace_s=8)  # grace: a starved (nice 19) worker is not taken for dead
+    path = write_config(cfg)
+    log = (tmp_path / "driver.log").open("w")  # a file, not a pipe: orphaned workers must never block on a full pipe
+    driver = subprocess.Popen([HISTOSYNTH, "search", "run", "-c", str(path)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    workers: list[psutil.Process] = []
+    try:
+        def mid_search() -> bool:  # a candidate finished and two others are being trained
+            try:
+                trials = _trials(cfg, "g")
+            except Exception:  # noqa: BLE001 - the driver has not created the study yet
+                return False
+            return any(t.state == TrialState.COMPLETE for t in trials) and sum(t.state == TrialState.RUNNING for t in trials) == 2
+
+        _wait(mid_search, 240, "two running trials after a finished one")
+        workers = psutil.Process(driver.pid).children()
+        killed_at = time.time()
+        if victims == "driver":
+            os.kill(driver.pid, signal.SIGKILL)
+        else:
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+        finished = {t.number: (t.value, t.user_attrs[GENOTYPE]) for t in _trials(cfg, "g", TrialState.COMPLETE)}
+        running = {t.number: t.user_attrs[GENOTYPE] for t in _trials(cfg, "g", TrialState.RUNNING)}
+
+        again = subprocess.run([HISTOSYNTH, "search", "run", "-c", str(path)], capture_output=True, text=True, timeout=400)
+        assert again.returncode == 0, again.stderr[-3000:]
+        found = json.loads(again.stdout[again.stdout.index("{"):])
+        _, alive = psutil.wait_procs(workers, timeout=120)  # orphans stop once the stage has its candidates
+        assert not alive
+    finally:
+        for p in workers:
+            if p.is_running():
+                p.kill()
+        log.close()
+
+    done = {t.number: t for t in _trials(cfg, "g", TrialState.COMPLETE)}
+    assert len(done) == total_trials(cfg)  # the budget, no more: concurrent surplus trials are pruned unrun
+    for number, (value, genotype) in finished.items():  # nothing finished before the kill was lost or re-evaluated
+        assert done[number].value == value and done[number].user_attrs[GENOTYPE] == genotype
+    failed = _trials(cfg, "g", TrialState.FAIL)
+    if victims == "driver":  # the orphans finished what they were running, after the driver died
+        assert len(workers) == 2 and not failed and set(running) <= set(done)
+        assert any(t.user_attrs["pid"] in {p.pid for p in workers} and t.user_attrs["ended"] > killed_at for t in done.values())
+    else:  # the killed workers' two trials were failed by the heartbeat and rerun with the same genotypes
+        assert len(running) == 2 and {t.number for t in failed} == set(running)
+        retried = {t.system_attrs["failed_trial"]: t.user_attrs[GENOTYPE] for t in done.values() if "failed_trial" in t.system_attrs}
+        assert retried == running
+    assert found == best(cfg) and found["g"]["trial"] in done and Path(found["g"]["checkpoint"]).is_file()

@@ -7,36 +7,20 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from ga_gan_bundle import CLASSES, SPEC, make_ga_gan_bundle
 
 from histosynth.errors import ConfigError
 from histosynth.export.onnx import export_onnx
-from histosynth.gan.bundle import load_generator, save_generator
+from histosynth.gan.bundle import load_generator
 from histosynth.gan.nets import build_generator
-from histosynth.gan.nets.ga_gan import ConditionalBN, Generator
-from histosynth.gan.nets.ga_gan_cells import SelfAttention
+from histosynth.gan.nets.ga_gan import Generator
 
 pytestmark = pytest.mark.unit
-
-CLASSES = ["blood_smear", "he_skin", "ihc_colon"]
-SPEC = {"arch": "ga-gan", "genotype": "{4, 135-52-4, [1, 3]}", "image_size": 32, "latent_dim": 8, "g_width": 16, "channels": 3, "num_classes": 3}
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    """A tiny winner whose class embeddings, attention and BN statistics are all non-trivial (fresh ones are
-    identities), so parity covers every path of the graph."""
-    torch.manual_seed(0)
-    G = build_generator(SPEC)
-    with torch.no_grad():
-        for m in G.modules():
-            if isinstance(m, ConditionalBN):
-                torch.nn.init.normal_(m.embed.weight, 1.0, 0.5)
-            if isinstance(m, SelfAttention):
-                m.gamma.fill_(0.5)
-        G.train()
-        for _ in range(3):
-            G(torch.randn(16, 8), torch.randint(0, 3, (16,)))
-    return save_generator(tmp_path_factory.mktemp("ga-gan-bundle"), G.eval(), G.spec(), CLASSES, {"d_genotype": "{4, 235-66-7, [4]}"})
+    return make_ga_gan_bundle(tmp_path_factory.mktemp("ga-gan-bundle"))
 
 
 def test_the_spec_rebuilds_the_generator(bundle):

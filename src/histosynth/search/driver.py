@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +117,7 @@ def best(cfg: SearchConfig) -> dict[str, Any]:
 
 
 def retrain(cfg: SearchConfig, steps: int | None = None) -> dict[str, Any]:
-    """Train the winning pair from scratch for ``retrain_steps`` inside an MLflow run, and save its generator as
-    a bundle (``<root>/winner/generator.pt``, logged as the run's ``generator/`` artifact): it loads, exports,
-    registers and serves like a trained generator.
+    """Train the winning pair from scratch for ``retrain_steps`` (:func:`train_bundle`) into ``<root>/winner``.
 
     The generator is the stage-g winner, the discriminator the stage-d winner (the fixed one without stage d)."""
     found = best(cfg)
@@ -126,20 +125,31 @@ def retrain(cfg: SearchConfig, steps: int | None = None) -> dict[str, Any]:
         raise HistosynthError("no generator search results to retrain", "run stage g (stages=g or g,d)")
     g = Genotype.parse(found["g"]["genotype"], "g")
     d = Genotype.parse(found["d"]["genotype"], "d") if "d" in found else Genotype.parse(cfg.fixed_d, "d")
+    return train_bundle(cfg, g, d, cfg.root() / "winner", steps or cfg.retrain_steps, f"{cfg.name}-winner")
+
+
+def train_bundle(cfg: SearchConfig, g: Genotype, d: Genotype, folder: Path, steps: int, run_name: str, score: bool = True) -> dict[str, Any]:
+    """Train the pair ``(g, d)`` from scratch (seed ``cfg.seed``) inside an MLflow run and save its generator as a
+    bundle (``<folder>/generator.pt``, logged as the run's ``generator/`` artifact): it loads, exports, registers and
+    serves like a trained generator. ``score``: also its search fitness (FID on ``fid_split``); a caller that
+    scores the bundle with the evaluation suite skips it."""
     data = fitness.load_data(cfg)
     classes = list(data.source.classes)
     gen, disc = fitness.build_pair(cfg, g, d, len(classes))
-    steps = steps or cfg.retrain_steps
     uri = tracking.configure(cfg.tracking_uri)
     import mlflow
 
-    with mlflow.start_run(experiment_id=tracking.ensure_experiment(cfg.experiment), run_name=f"{cfg.name}-winner") as run:
+    with mlflow.start_run(experiment_id=tracking.ensure_experiment(cfg.experiment), run_name=run_name) as run:
         mlflow.set_tags({"histosynth.kind": "ga-gan-winner", "search.name": cfg.name})
         tracking.log_params({"g_genotype": str(g), "d_genotype": str(d), "steps": steps})
-        result = fitness.evaluate(gen, disc, data, cfg, steps, cfg.seed)
+        if score:
+            result = fitness.evaluate(gen, disc, data, cfg, steps, cfg.seed)
+        else:
+            t0 = time.perf_counter()
+            result = {**fitness.train_pair(gen, disc, data, cfg, steps, cfg.seed), "cost_s": time.perf_counter() - t0}
         spec = gen.spec()
         extra = {"run_id": run.info.run_id, "tracking_uri": uri, "method": "ga-gan", "search": cfg.name, "d_genotype": str(d), "steps": steps, "result": result, "histosynth": histosynth.__version__}
-        path = save_generator(cfg.root() / "winner", gen.eval(), spec, classes, extra)
+        path = save_generator(folder, gen.eval(), spec, classes, extra)
         log_bundle(path, spec, classes)
         mlflow.log_metrics(fitness.finite(result))
     return {"g_genotype": str(g), "d_genotype": str(d), "path": str(path), "run_id": run.info.run_id, **result}
