@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 SRC = Path(histosynth.__file__).parent
 # Lowest first: a package may import only packages listed before it (plus the bare ``histosynth`` package).
-LAYERS = ["errors", "defaults", "files", "config", "device", "tracking", "monitoring", "data", "snn", "gan", "evaluation", "search", "registry", "export", "serving", "stages", "cli"]
+LAYERS = ["errors", "defaults", "files", "config", "device", "tracking", "monitoring", "data", "snn", "gan", "evaluation", "search", "registry", "export", "serving", "stages", "cli", "__main__"]
 
 
 def _imports(path: Path) -> set[str]:
