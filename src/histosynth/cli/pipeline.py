@@ -119,6 +119,7 @@ def run(
     eval_tstr_options: Optional[str] = typer.Option(None, help='TSTR settings as JSON, e.g. \'{"epochs": 1, "folds": 2}\' (default: the pipeline\'s cheap local set-up; \'{}\': the paper\'s).'),
     eval_diagnostics: bool = typer.Option(STAGE_DEFAULTS.tsne, help="t-SNE and the nearest-real-neighbour grid."),
     pipeline_root: Optional[Path] = typer.Option(None, help="Where step outputs are kept (default <state>/pipeline-runs)."),
+    nproc_per_node: int = typer.Option(1, help="Training processes (DDP): more than 1 runs the train step under torchrun."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the pipeline arguments and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the KFP executor's log (executor input JSON) and the settings kfp.local ignores (or HISTOSYNTH_LOG=debug)."),
 ) -> None:
@@ -156,6 +157,7 @@ def run(
         data_rev=data_rev,
         tracking_uri=defaults.mlflow_tracking_uri(),
         alias=alias,
+        nproc_per_node=nproc_per_node,
     )
     if model_name:
         arguments["model_name"] = model_name
