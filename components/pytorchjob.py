@@ -10,6 +10,7 @@ two numbers.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from pathlib import Path
@@ -101,7 +102,7 @@ def pytorchjob(
     }
     replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": pod}}
     if nodes > 1:
-        replicas["Worker"] = {"replicas": nodes - 1, "restartPolicy": "OnFailure", "template": pod}
+        replicas["Worker"] = {"replicas": nodes - 1, "restartPolicy": "OnFailure", "template": copy.deepcopy(pod)}
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
