@@ -29,11 +29,13 @@ def train_pipeline(
     model_name: str = "histosynth-dcgan",
     alias: str = "candidate",
     eval_config: dict = EVAL_CONFIG,  # histosynth.evaluation.config.EvalConfig fields
+    nodes: int = 1,  # > 1 on a cluster: the train step submits a PyTorchJob (components.pytorchjob)
+    nproc_per_node: int = 1,  # DDP processes (GPUs) per node; locally > 1 runs torchrun
 ) -> Outputs:
     data = prepare_data(data_repo=data_repo, data_rev=data_rev, data_path=data_path)
     data.set_display_name("data: versioned patch splits")
 
-    train = train_gan(splits=data.outputs["splits"], config_yaml=config_yaml, overrides=overrides, tracking_uri=tracking_uri)
+    train = train_gan(splits=data.outputs["splits"], config_yaml=config_yaml, overrides=overrides, tracking_uri=tracking_uri, nodes=nodes, nproc_per_node=nproc_per_node)
     train.set_display_name("train GAN")
     request_gpu(train)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 from histosynth import distributed
 from histosynth.config.snn import SnnConfig, load_snn_config
 from histosynth.data.split import REPORT, SPLITS
-from histosynth.errors import DataError
+from histosynth.errors import ConfigError, DataError, HistosynthError
 from histosynth.evaluation.config import STAGE_DEFAULTS, EvalConfig
 from histosynth.files.atomic import swap_in, temp_beside
 from histosynth.files.outputs import check_dir
@@ -74,12 +76,20 @@ def prepare_splits(
 
 
 def train_stage(
-    splits_dir: str | Path, config_yaml: str, overrides: list[str], tracking_uri: str, bundle_out: str | Path, snn: str | Path = "", rl_eo_mode: str = ""
+    splits_dir: str | Path,
+    config_yaml: str,
+    overrides: list[str],
+    tracking_uri: str,
+    bundle_out: str | Path,
+    snn: str | Path = "",
+    rl_eo_mode: str = "",
+    nproc: int = 1,
 ) -> dict[str, Any]:
     """Train from a preset given as YAML text (pipelines carry it as a parameter) on ``splits_dir``.
 
     ``snn``: a trained MFT-SNN (snn.pt or its folder) for RL-EO; it switches the reward on (``rl_eo.enabled``).
-    ``rl_eo_mode``: how the reward enters D's loss (``rl_eo.mode``; empty: the preset's)."""
+    ``rl_eo_mode``: how the reward enters D's loss (``rl_eo.mode``; empty: the preset's).
+    ``nproc``: training processes on this machine; 1 trains in this process, more launch :func:`torchrun_train`."""
     from histosynth.config import load_config
     from histosynth.gan.train.trainer import train
 
@@ -97,12 +107,33 @@ def train_stage(
         Path(f.name).unlink()
     if tracking_uri:
         cfg.tracking.tracking_uri = tracking_uri
-    result = train(cfg, progress=False)
+    if nproc < 1:
+        raise ConfigError(f"nproc={nproc}: at least one training process is needed", "pass nproc=1 (this process) or more (torchrun)")
+    result = train(cfg, progress=False).to_dict() if nproc == 1 else torchrun_train(cfg.to_yaml(), nproc)
     if distributed.current().is_main:  # under torchrun every rank returns rank 0's result; one copies it
+        bundle = Path(result["bundle"])
         dest = Path(bundle_out)
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(result.bundle, dest / result.bundle.name)
-    return result.to_dict()
+        shutil.copy2(bundle, dest / bundle.name)
+    return result
+
+
+def torchrun_train(config_yaml: str, nproc: int) -> dict[str, Any]:
+    """``torchrun --standalone --nproc-per-node nproc -m histosynth train`` on a resolved preset, as a subprocess
+    (torchrun starts the processes and sets their ranks; rank 0 tracks the run and writes the result read back here).
+    torchrun is run as ``python -m torch.distributed.run`` (the same program) so it uses this interpreter."""
+    with tempfile.TemporaryDirectory(prefix="histosynth-torchrun-") as work:
+        config, result = Path(work) / "config.yaml", Path(work) / "result.json"
+        config.write_text(config_yaml)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "histosynth"]
+        cmd += ["train", f"--config={config}", f"--result-json={result}", "--no-progress"]
+        code = subprocess.run(cmd, check=False).returncode
+        if code != 0 or not result.is_file():
+            raise HistosynthError(
+                f"torchrun with {nproc} process(es) failed (exit {code}){'' if code else ' without writing its result'}: {' '.join(cmd)}",
+                "read the processes' log above; rerun with nproc=1 to train in one process",
+            )
+        return json.loads(result.read_text())
 
 
 def evaluate_stage(

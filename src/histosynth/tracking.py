@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from histosynth import defaults
+from histosynth.errors import HistosynthError
 
 
 def configure(tracking_uri: str = "") -> str:
@@ -22,6 +23,11 @@ def ensure_experiment(name: str) -> str:
 
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
+        if exp.lifecycle_stage == "deleted":  # MLflow refuses new runs there, and the name stays taken
+            raise HistosynthError(
+                f"MLflow experiment '{name}' (id {exp.experiment_id}) is deleted: no run can be logged to it",
+                f"restore it (`mlflow experiments restore --experiment-id {exp.experiment_id}`) or choose another name (tracking.experiment)",
+            )
         return exp.experiment_id
     # a server decides its artifact root (--artifacts-destination); a local store keeps them in HISTOSYNTH_HOME
     uri = mlflow.get_tracking_uri()

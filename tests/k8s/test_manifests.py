@@ -224,12 +224,64 @@ def test_images_pinned_and_pods_non_root(rendered, overlay):
 
 
 def test_pytorchjob_template(rendered):
+    from components import pytorchjob as pj
+
     job = _by(rendered["gpu"], "PyTorchJob", "histosynth-train")
-    master = job["spec"]["pytorchReplicaSpecs"]["Master"]
-    c = master["template"]["spec"]["containers"][0]
-    assert c["name"] == "pytorch" and c["command"] == ["torchrun"]
-    assert c["args"][:4] == ["--nproc-per-node=1", "--no-python", "histosynth", "train"]
-    # single process until the trainer supports DDP (see the comment in k8s/base/pytorchjob.yaml)
-    assert job["spec"]["nprocPerNode"] == "1" and c["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert "not call\n# torch.distributed.init_process_group" in (K8S / "base" / "pytorchjob.yaml").read_text().replace("does not call", "not call")
-    assert c["image"].startswith("ghcr.io/histosynth/histosynth-python-cuda:")
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == pj.NODES - 1 > 0
+    assert job["spec"]["nprocPerNode"] == str(pj.GPUS_PER_NODE) != "1"
+    for spec in replicas.values():
+        c = spec["template"]["spec"]["containers"][0]
+        assert c["name"] == "pytorch" and c["command"] == ["torchrun"]
+        assert c["args"][:5] == [f"--nnodes={pj.NODES}", f"--nproc-per-node={pj.GPUS_PER_NODE}", "--no-python", "histosynth", "train"]
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == pj.GPUS_PER_NODE  # one GPU per process
+        assert c["image"].startswith("ghcr.io/histosynth/histosynth-python-cuda:")
+        # kustomize rewrote the generated Secret's name in the Worker too (kustomizeconfig.yaml)
+        assert all(e["valueFrom"]["secretKeyRef"]["name"].startswith("histosynth-secrets-") for e in c["env"])
+    claim = _by(rendered["gpu"], "PersistentVolumeClaim", "histosynth-data")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # pods on several nodes mount it
+    assert "DDP STATUS: DDP is landing" in (K8S / "base" / "pytorchjob.yaml").read_text()
+
+
+def test_pytorchjob_template_is_generated_from_code():
+    from components import pytorchjob as pj
+
+    assert pj.TEMPLATE == K8S / "base" / "pytorchjob.yaml"
+    assert pj.TEMPLATE.read_text() == pj.template_yaml(), "k8s/base/pytorchjob.yaml is stale: run `python -m components.pytorchjob`"
+
+
+@pytest.mark.parametrize(("nodes", "nproc"), [(1, 2), (2, 4), (3, 8)])
+def test_the_job_the_train_step_submits(nodes, nproc):
+    """What components.pytorchjob.train_on_cluster submits: schema-valid, shape and torchrun arguments agreeing."""
+    from components import pytorchjob as pj
+    from components.images import GPU_IMAGE
+
+    job = pj.pytorchjob("histosynth-train-1234abcd", nodes=nodes, nproc_per_node=nproc, image=GPU_IMAGE, config=f"{pj.CONFIG_DIR}/config.yaml", overrides=["train.epochs=3", "tracking.run_name=histosynth-train-1234abcd"], config_map="histosynth-train-1234abcd")
+    errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in _crd_validator(CRDS[("kubeflow.org/v1", "PyTorchJob")]).iter_errors(job)]
+    assert not errors, errors
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1 and replicas.get("Worker", {"replicas": 0})["replicas"] == nodes - 1
+    assert job["spec"]["nprocPerNode"] == str(nproc)
+    for spec in replicas.values():
+        pod = spec["template"]["spec"]
+        c = pod["containers"][0]
+        assert c["image"] == GPU_IMAGE and c["resources"]["limits"]["nvidia.com/gpu"] == nproc
+        assert c["args"] == [
+            f"--nnodes={nodes}", f"--nproc-per-node={nproc}", "--no-python", "histosynth", "train", f"--config={pj.CONFIG_DIR}/config.yaml", "--no-progress",
+            "--set=data.root=/data/splits", "--set=train.device=cuda", "--set=train.epochs=3", "--set=tracking.run_name=histosynth-train-1234abcd",
+        ]
+        assert {"name": "config", "mountPath": pj.CONFIG_DIR, "readOnly": True} in c["volumeMounts"]
+        assert {"name": "config", "configMap": {"name": "histosynth-train-1234abcd"}} in pod["volumes"]
+
+
+def test_submitting_without_a_cluster_is_a_clear_error(tmp_path, monkeypatch):
+    from components import pytorchjob as pj
+    from histosynth.errors import ServerError
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    with pytest.raises(ServerError, match="no Kubernetes cluster reachable to run PyTorchJob 'histosynth-train'") as e:
+        pj.submit(pj.pytorchjob(), "train:\n  epochs: 1\n")
+    assert "KUBECONFIG" in e.value.hint and "nodes=1" in e.value.hint
+    with pytest.raises(Exception, match="nodes=0"):
+        pj.pytorchjob(nodes=0)

@@ -52,8 +52,9 @@ def load_pipeline(name: str) -> ModuleType:
     )
 
 
-def run_local(name: str, arguments: dict, pipeline_root: Path) -> dict[str, object]:
-    """Run a pipeline with kfp.local in subprocesses of this Python; -> {output name: artifact path or value}.
+def run_local(name: str, arguments: dict, pipeline_root: Path, runner: str = "subprocess") -> dict[str, object]:
+    """Run a pipeline with kfp.local; -> {output name: artifact path or value}. ``runner``: ``subprocess`` (steps
+    in subprocesses of this Python) or ``docker`` (each step in its container image, :func:`docker_runner`).
     Arguments the pipeline does not take are left out (the CLI's options cover every pipeline). The executor's
     own chatter goes to the debug log (``histosynth.cli.kfp_output``)."""
     from kfp import local
@@ -63,13 +64,52 @@ def run_local(name: str, arguments: dict, pipeline_root: Path) -> dict[str, obje
     module = load_pipeline(name)
     accepted = set(module.PIPELINE.component_spec.inputs or {})
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
+    chosen = docker_runner(arguments) if runner == "docker" else local.SubprocessRunner(use_venv=False)
+    local.init(runner=chosen, pipeline_root=str(pipeline_root))
     with quiet_local_run():
         task = module.PIPELINE(**{k: v for k, v in arguments.items() if k in accepted})
     outputs: dict[str, object] = {}
     for key, value in (task.outputs or {}).items():
         outputs[key] = getattr(value, "path", value)
     return outputs
+
+
+ENV_STEP_IMAGE = "HISTOSYNTH_STEP_IMAGE"  # components.images: one image for every step
+LOCAL_IMAGE = "localhost/histosynth-python-local:0.1.0"  # what `make images` builds for container runs
+
+
+def docker_runner(arguments: dict):
+    """kfp.local's DockerRunner on the engine at ``DOCKER_HOST`` (podman's ``podman system service`` works). It
+    mounts only the pipeline root, so what the steps read or write on this machine is bind-mounted at the same
+    path: the state folder (MLflow store and artifacts, DVC remote), the cache (weights), a local data repo
+    (read-only) and a file MLflow store's folder. Steps run as this user, on the host network (an MLflow server)."""
+    import docker
+    from docker.types import Mount
+    from kfp import local
+
+    try:
+        docker.from_env().ping()
+    except Exception as e:  # noqa: BLE001 - no socket, refused, not an engine: all mean "no engine here"
+        raise HistosynthError(
+            f"no Docker-compatible engine answers at DOCKER_HOST={os.environ.get('DOCKER_HOST', '(unset: unix:///var/run/docker.sock)')}: {e}",
+            "start podman's: `podman system service --time=0 unix:///tmp/podman.sock &` then `export DOCKER_HOST=unix:///tmp/podman.sock` (or start Docker)",
+        ) from e
+    p = defaults.paths()
+    p.home.mkdir(parents=True, exist_ok=True)
+    p.cache.mkdir(parents=True, exist_ok=True)
+    writable = {p.home.absolute(), p.cache.absolute()}
+    uri = str(arguments.get("tracking_uri", ""))
+    if uri.startswith("sqlite:///"):
+        writable.add(Path(uri.removeprefix("sqlite:///")).absolute().parent)
+    elif uri.startswith("file:"):
+        writable.add(Path(uri.removeprefix("file://").removeprefix("file:")).absolute())
+    repo = Path(str(arguments.get("data_repo") or ""))
+    read_only = {repo.absolute()} if str(repo) not in ("", ".") and repo.is_dir() else set()
+    # parents before the folders inside them (a writable state folder inside a read-only project)
+    mounts = [Mount(str(d), str(d), type="bind", read_only=d in read_only) for d in sorted(writable | read_only, key=lambda d: len(d.parts))]
+    env = {defaults.ENV_HOME: str(p.home.absolute()), defaults.ENV_CACHE: str(p.cache.absolute()), "HOME": "/tmp"}
+    # entrypoint [""]: the images' ENTRYPOINT (histosynth) would otherwise prefix the step's command
+    return local.DockerRunner(network_mode="host", user=f"{os.getuid()}:{os.getgid()}", mounts=mounts, environment=env, entrypoint=[""])
 
 
 def _json_object(text: str, flag: str) -> dict:
@@ -119,6 +159,8 @@ def run(
     eval_tstr_options: Optional[str] = typer.Option(None, help='TSTR settings as JSON, e.g. \'{"epochs": 1, "folds": 2}\' (default: the pipeline\'s cheap local set-up; \'{}\': the paper\'s).'),
     eval_diagnostics: bool = typer.Option(STAGE_DEFAULTS.tsne, help="t-SNE and the nearest-real-neighbour grid."),
     pipeline_root: Optional[Path] = typer.Option(None, help="Where step outputs are kept (default <state>/pipeline-runs)."),
+    nproc_per_node: int = typer.Option(1, help="Training processes (DDP): more than 1 runs the train step under torchrun."),
+    runner: str = typer.Option("subprocess", help=f"subprocess: steps in subprocesses of this Python; docker: each step in a container ({LOCAL_IMAGE} from `make images`, or ${ENV_STEP_IMAGE}) on the engine at $DOCKER_HOST (e.g. podman system service)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the pipeline arguments and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the KFP executor's log (executor input JSON) and the settings kfp.local ignores (or HISTOSYNTH_LOG=debug)."),
 ) -> None:
@@ -126,6 +168,10 @@ def run(
     from histosynth.cli.kfp_output import configure_log
 
     configure_log(verbose)
+    if runner not in ("subprocess", "docker"):
+        raise HistosynthError(f"--runner {runner} is not a kfp.local runner here", "use --runner subprocess (default) or --runner docker")
+    if runner == "docker":
+        os.environ.setdefault(ENV_STEP_IMAGE, LOCAL_IMAGE)  # before the components are imported: they read it
     from histosynth.config import load_config
     from histosynth.config.snn import load_snn_config
 
@@ -156,6 +202,7 @@ def run(
         data_rev=data_rev,
         tracking_uri=defaults.mlflow_tracking_uri(),
         alias=alias,
+        nproc_per_node=nproc_per_node,
     )
     if model_name:
         arguments["model_name"] = model_name
@@ -173,7 +220,7 @@ def run(
         return
     root = pipeline_root or defaults.paths().home / "pipeline-runs" / time.strftime("%Y%m%d-%H%M%S")
     t0 = time.perf_counter()
-    outputs = run_local(name, arguments, root.absolute())
+    outputs = run_local(name, arguments, root.absolute(), runner)
     out.print(f"[green]pipeline '{name}' finished[/] in {time.perf_counter() - t0:.0f} s; outputs under {root}")
     for key, value in outputs.items():
         out.print(f"  {key}: {value}")

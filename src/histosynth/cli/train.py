@@ -13,6 +13,7 @@ from histosynth.cli.common import ConfigOpt, DryRunOpt, SetOpt, out, print_confi
 
 ResumeOpt = typer.Option(None, "--resume", "-r", help="Continue exactly from a checkpoint (.pt, or a run's checkpoints/ folder). Without --config the checkpoint's own config is used; -s overrides apply on top (e.g. -s train.epochs=50).")
 ProgressOpt = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: only on a terminal).")
+ResultOpt = typer.Option(None, "--result-json", help="Also write the run's result (run id, metrics, bundle path...) as JSON here, from rank 0 only (a launcher such as torchrun runs this command in several processes).")
 
 
 @app.command()
@@ -22,8 +23,10 @@ def train(
     resume: Optional[Path] = ResumeOpt,
     dry_run: bool = DryRunOpt,
     progress: Optional[bool] = ProgressOpt,
+    result_json: Optional[Path] = ResultOpt,
 ) -> None:
     """Train a GAN (DCGAN by default) on a patch split; every run is tracked in MLflow."""
+    from histosynth.files.atomic import write_json
     from histosynth.gan.train.trainer import config_from_checkpoint, train as run_training
 
     if resume is not None and config is None:
@@ -43,6 +46,8 @@ def train(
     result = run_training(cfg, resume=resume, progress=progress if main else False)
     if not main:
         return
+    if result_json is not None:
+        write_json(result_json, result.to_dict())
     m = result.metrics
     out.print(f"[bold green]done[/] {result.steps} steps / {result.epochs} epochs in {result.wall_s:.1f} s on {result.device} (amp {result.amp})", soft_wrap=True)
     if "loss_d" in m:
