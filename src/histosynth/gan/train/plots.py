@@ -33,8 +33,6 @@ def sample_grid(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | N
     Eval mode uses the batch-norm running statistics (what a served generator does) and leaves the
     training state untouched, so sampling never changes a run's trajectory.
     """
-    from torchvision.utils import save_image
-
     was_training = generator.training
     generator.eval()
     try:
@@ -46,8 +44,28 @@ def sample_grid(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nrow = max(1, int(math.ceil(math.sqrt(z.shape[0]))))
-    save_image(imgs.float().cpu(), path, nrow=nrow, normalize=True, value_range=(-1.0, 1.0), padding=2)
-    return path
+    return save_grid(imgs, path, nrow)
+
+
+def save_grid(imgs: torch.Tensor, path: str | Path, nrow: int, padding: int = 2) -> Path:
+    """Save NCHW images in [-1, 1] as a PNG grid of ``nrow`` columns on black ``padding``-pixel borders: the layout
+    and rounding of torchvision's ``save_image(normalize=True, value_range=(-1, 1))``, without torchvision (the CPU
+    component image has no torchvision build that loads, and training must not need one)."""
+    from PIL import Image
+
+    x = ((imgs.detach().float().cpu().clamp(-1.0, 1.0) + 1.0) / 2.0).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+    n, c, h, w = x.shape
+    padding = padding if n > 1 else 0  # a single image is saved as it is
+    cols = min(nrow, n)
+    rows = int(math.ceil(n / cols))
+    canvas = torch.zeros(c, rows * (h + padding) + padding, cols * (w + padding) + padding, dtype=torch.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        top, left = r * (h + padding) + padding, k * (w + padding) + padding
+        canvas[:, top : top + h, left : left + w] = x[i]
+    arr = canvas.permute(1, 2, 0).numpy()
+    Image.fromarray(arr[..., 0] if c == 1 else arr).save(path)
+    return Path(path)
 
 
 def loss_curve(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
