@@ -84,7 +84,9 @@ def discriminator_spec(cfg: Config, num_classes: int) -> dict[str, Any]:
 
 
 def build_models(cfg: Config, num_classes: int, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """G and D with DCGAN initialisation (N(0, 0.02) convs, N(1, 0.02) batch-norm scales)."""
+    """G and D with DCGAN initialisation (N(0, 0.02) convs, N(1, 0.02) batch-norm scales), in channels-last memory
+    format: oneDNN (CPU) and cuDNN (tensor cores) run convolutions faster in it (a projected-D step on 2 CPU cores
+    with bf16: 0.32 vs 0.38 s); the numbers are the same up to float rounding."""
     if cfg.model.channels != 3:
         raise ConfigError(f"model.channels={cfg.model.channels}: patch stores hold RGB images", "use model.channels=3")
     G = build_generator(generator_spec(cfg, num_classes))
@@ -100,7 +102,7 @@ def build_models(cfg: Config, num_classes: int, device: torch.device) -> tuple[t
     if isinstance(d_embed, torch.nn.Embedding):
         w = d_embed.weight_orig if hasattr(d_embed, "weight_orig") else d_embed.weight
         torch.nn.init.normal_(w, 0.0, 0.02)
-    return G.to(device), D.to(device)
+    return G.to(device, memory_format=torch.channels_last), D.to(device, memory_format=torch.channels_last)
 
 
 def build_optimizers(cfg: Config, G: torch.nn.Module, D: torch.nn.Module) -> tuple[torch.optim.Adam, torch.optim.Adam]:
