@@ -69,3 +69,35 @@ def test_discriminator_with_minibatch_stddev_sees_collapse():
     collapsed = x[:1].repeat(8, 1, 1, 1)
     # the same image scores differently alone-in-a-diverse-batch vs in a collapsed batch: D can tell
     assert not torch.allclose(D(x)[0], D(collapsed)[0])
+
+
+def test_conditional_batch_norm_starts_plain_and_acts_per_class():
+    from histosynth.gan.nets.dcgan import ConditionalBatchNorm2d
+
+    torch.manual_seed(0)
+    cbn, bn = ConditionalBatchNorm2d(3, num_classes=2), torch.nn.BatchNorm2d(3, affine=False)
+    x, y = torch.randn(6, 3, 4, 4), torch.tensor([0, 1, 0, 1, 0, 1])
+    assert torch.allclose(cbn(x, y), bn(x))  # gain 1 + 0, bias 0 at init: a plain batch norm
+    with torch.no_grad():
+        cbn.gain.weight[1] = 1.0  # class 1 doubles, class 0 untouched
+        cbn.bias.weight[1] = 0.5
+    out, ref = cbn(x, y), bn(x)
+    assert torch.allclose(out[y == 0], ref[y == 0]) and torch.allclose(out[y == 1], 2 * ref[y == 1] + 0.5)
+    out.sum().backward()
+    assert cbn.gain.weight.grad.abs().sum() > 0
+
+
+def test_cond_bn_generator_is_class_conditional_in_every_layer():
+    torch.manual_seed(0)
+    spec = {"arch": "dcgan", "image_size": 32, "latent_dim": 8, "g_features": 4, "num_classes": 3, "upsample": "resize", "cond_bn": True}
+    G = build_generator(spec)
+    init_dcgan_weights(G)
+    norms = [m for m in G.modules() if m.__class__.__name__ == "ConditionalBatchNorm2d"]
+    assert len(norms) == 3 and not any(isinstance(m, torch.nn.BatchNorm2d) and m.affine for m in G.modules())
+    z, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+    G(z, y).square().mean().backward()
+    assert all(m.gain.weight.grad[[0, 1, 2]].abs().sum(1).gt(0).all() for m in norms)  # every class's gain learns
+    plain = build_generator({k: v for k, v in spec.items() if k != "cond_bn"})  # bundles without the key: plain BN
+    assert not any(m.__class__.__name__ == "ConditionalBatchNorm2d" for m in plain.modules())
+    with pytest.raises(ValueError, match="class-conditional"):
+        build_generator({**spec, "num_classes": 0})

@@ -58,6 +58,7 @@ class ModelConfig:
     d_batchnorm: bool = True  # WGAN-GP needs no batch norm in D
     d_minibatch_std: bool = False  # D sees each batch's feature spread (ProGAN): counters mode collapse
     upsample: str = "resize"  # G's x2 layers: resize (nearest + 3x3 conv, no checkerboard) or deconv (the paper's)
+    g_cond_bn: bool = False  # conditional DCGAN G: class-conditional batch norm (per-class gain and bias) in every layer
     masan_attention: bool = True  # model.arch=masan only: Efficient Multi-scale Attention between G's blocks (false: ablation)
     san: bool = True  # model.arch=masan only: SAN last layer in D (false: a plain linear head on the GAN loss, no direction term)
     discriminator: str = "own"  # own: the arch's D; projected: Projected GAN (frozen ImageNet EfficientNet-Lite0 features + trained heads)

@@ -23,6 +23,7 @@ def build_generator(spec: dict):
             channels=spec.get("channels", 3),
             num_classes=spec.get("num_classes", 0),
             upsample=spec.get("upsample", "deconv"),
+            cond_bn=spec.get("cond_bn", False),
         )
     if arch == "masan":
         from histosynth.gan.masan import MASANGenerator

@@ -64,6 +64,7 @@ def generator_spec(cfg: Config, num_classes: int) -> dict[str, Any]:
         "channels": cfg.model.channels,
         "num_classes": num_classes,
         "upsample": cfg.model.upsample,
+        **({"cond_bn": True} if cfg.model.g_cond_bn else {}),
         **({"attention": cfg.model.masan_attention} if cfg.model.arch == "masan" else {}),
     }
 
