@@ -28,10 +28,10 @@ import torch
 
 from histosynth.config import load_config
 
-# name -> (preset, overrides): the previous defaults are today's preset with the discriminator, G and G learning rate they had.
+# name -> (preset, overrides): the previous defaults are today's preset with the discriminator, G and optimiser they had.
 METHODS = {
     "DCGAN (paper)": ("configs/dcgan-plain-samples.yaml", ()),
-    "data-efficient, own D": ("configs/dcgan-samples.yaml", ("model.discriminator=own", "model.g_features=32", "model.upsample=resize", "model.g_cond_bn=false", "optim.lr_g=2e-4")),
+    "data-efficient, own D": ("configs/dcgan-samples.yaml", ("model.discriminator=own", "model.g_features=32", "model.upsample=resize", "model.g_cond_bn=false", "optim.lr_g=2e-4", "optim.beta1=0.5", "optim.beta2=0.999")),
     "projected D (dcgan-samples.yaml)": ("configs/dcgan-samples.yaml", ()),
 }
 KEYS = ("fid", "kid_mean", "precision", "recall", "f1")
