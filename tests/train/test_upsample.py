@@ -101,3 +101,12 @@ def test_cond_bn_generator_is_class_conditional_in_every_layer():
     assert not any(m.__class__.__name__ == "ConditionalBatchNorm2d" for m in plain.modules())
     with pytest.raises(ValueError, match="class-conditional"):
         build_generator({**spec, "num_classes": 0})
+
+
+@pytest.mark.parametrize("overrides", [["data.conditional=false"], ["model.arch=masan", "model.discriminator=own", "data.image_size=64"]])
+def test_config_refuses_cond_bn_where_there_is_no_conditional_dcgan_generator(overrides):
+    from histosynth.config import load_config
+    from histosynth.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="g_cond_bn"):
+        load_config("configs/dcgan-samples.yaml", overrides)

@@ -175,6 +175,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.upsample={cfg.model.upsample!r} is not an up-sampling mode", "use resize (nearest + conv) or deconv (the paper's transposed conv)")
     parse_policy(cfg.augment.policy)
     check_projected(cfg)
+    if cfg.model.g_cond_bn and (cfg.model.arch != "dcgan" or not cfg.data.conditional):
+        raise ConfigError(f"model.g_cond_bn=true with model.arch={cfg.model.arch}, data.conditional={str(cfg.data.conditional).lower()}: class-conditional batch norm is a layer of the conditional DCGAN generator", "use model.arch=dcgan with data.conditional=true, or model.g_cond_bn=false")
     if cfg.optim.clip_mode not in ("norm", "value"):
         raise ConfigError(f"optim.clip_mode={cfg.optim.clip_mode!r} is not a clipping mode", "use norm (max total grad norm) or value (max |grad| per element)")
     check_mode(cfg.rl_eo.mode, cfg.rl_eo.weight, cfg.loss.name)
