@@ -86,6 +86,32 @@ def test_same_padding_matches_tensorflow(size):
 
 
 @pytest.mark.numerics
+@pytest.mark.parametrize("kernel, size", [(3, 8), (5, 7), (3, 33), (5, 19)])
+def test_strided_depthwise_bf16_backward_path_equals_the_strided_conv(kernel, size):
+    """bf16 on CPU with an input gradient: the stride-1-then-subsample path (a oneDNN speed workaround) gives the
+    strided convolution's output and input gradient; without a gradient the plain strided kernel runs."""
+    torch.manual_seed(kernel * 100 + size)
+    conv = SameConv2d(6, 6, kernel, 2, groups=6, bias=False).requires_grad_(False)
+    x = torch.randn(3, 6, size, size, requires_grad=True)
+    total = max((-(-size // 2) - 1) * 2 + kernel - size, 0)
+    pads = [total // 2, total - total // 2] * 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = conv(x)
+        ref = torch.nn.functional.conv2d(torch.nn.functional.pad(x, pads), conv.weight, stride=2, groups=6)
+        with torch.no_grad():
+            plain = conv(x)
+    assert "Slice" in type(ours.grad_fn).__name__  # the workaround ran
+    assert ours.shape == ref.shape == (3, 6, -(-size // 2), -(-size // 2))
+    torch.testing.assert_close(ours.float(), ref.float(), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(plain.float(), ref.float(), rtol=0, atol=0)
+    w = torch.randn(ours.shape)  # a weighted sum, so every output position's gradient counts
+    (g_ours,) = torch.autograd.grad((ours.float() * w).sum(), x)
+    (g_ref,) = torch.autograd.grad((ref.float() * w).sum(), x)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-2, atol=2e-2)
+    assert g_ours.abs().sum() > 0
+
+
+@pytest.mark.numerics
 @pytest.mark.parametrize("size", [64, 128, 224])
 def test_features_equal_the_reference_port(pretrained_file, size):
     """Our EfficientNet-Lite0 against the PyTorch port its checkpoint was converted for (efficientnet-lite-pytorch)."""

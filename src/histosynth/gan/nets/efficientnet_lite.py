@@ -54,15 +54,34 @@ def weights_path(path: str | Path | None = None) -> Path:
     return wheel_member(WEIGHTS, path, flag="the EfficientNet-Lite0 weights path", env=ENV_WEIGHTS, ways=_ways)
 
 
+def _bf16_on_cpu(x: torch.Tensor) -> bool:
+    if x.device.type != "cpu":
+        return False
+    return x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow "SAME" padding for the actual input size (extra pixel on the right/bottom)."""
+    """Conv2d with TensorFlow "SAME" padding for the actual input size (extra pixel on the right/bottom).
+
+    A strided depthwise convolution whose input needs a gradient (G's update backpropagates through the frozen
+    network) runs in bf16 on CPU as a stride-1 convolution followed by taking every ``stride``-th output: the
+    same products and sums at the kept positions, but oneDNN's bf16 backward of the strided depthwise kernel is
+    10-20x slower than the stride-1 one (four such layers were ~12 % of a training step;
+    ``benchmarks/depthwise_backward.py``). ``stride1_backward = False`` turns that off (the benchmark's reference).
+    """
+
+    stride1_backward = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
         for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
-        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        x = F.pad(x, pads)
+        if self.stride1_backward and self.groups == self.in_channels > 1 and self.stride != (1, 1) and x.requires_grad and _bf16_on_cpu(x):
+            sh, sw = self.stride
+            return F.conv2d(x, self.weight, self.bias, 1, 0, self.dilation, self.groups)[..., ::sh, ::sw]
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
