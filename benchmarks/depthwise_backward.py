@@ -7,9 +7,9 @@ convolution over the same input, so ``SameConv2d`` runs those layers as stride 1
 gradient is needed (``histosynth.gan.nets.efficientnet_lite``). This measures what that buys:
 
 * per layer: forward + input-gradient backward of each strided depthwise layer at the shapes a 64 px patch gives;
-* per step: the default preset's models (``configs/dcgan-samples.yaml``: conditional DCGAN G of width 64 with
-  conditional batch norm, projected D at 64 px, DiffAugment colour + translation, hinge, batch 16, channels-last,
-  bf16 autocast), one step = D on a real and a fake batch + one G update.
+* per step: the default preset's models, built from ``configs/dcgan-samples.yaml`` as the trainer builds them
+  (conditional DCGAN G with conditional batch norm, projected D at 64 px), its DiffAugment policy, hinge loss and
+  Adam settings, batch 16, channels-last, bf16 autocast; one step = D on a real and a fake batch + one G update.
 
 Both variants run in one process on the same models, interleaved (A B, B A, ...), so load from other processes
 mostly cancels; reported are the medians and the median of the per-repetition ratios (< 1: the workaround is faster).
@@ -27,9 +27,13 @@ import time
 import torch
 import torch.nn.functional as F
 
+from histosynth.config import load_config
 from histosynth.gan.diffaugment import DiffAugment
 from histosynth.gan.nets import build_discriminator, build_generator
 from histosynth.gan.nets.efficientnet_lite import SameConv2d
+from histosynth.gan.train.trainer import discriminator_spec, generator_spec
+
+PRESET = "configs/dcgan-samples.yaml"
 
 LAYERS = ((96, 3, 32), (144, 5, 16), (240, 3, 8), (672, 5, 4))  # (channels, kernel, input side) at 64 px
 VARIANTS = ("native strided", "stride 1 + subsample")
@@ -48,20 +52,23 @@ def layer_step(channels: int, kernel: int, side: int, batch: int):
 
 
 def train_step(batch: int):
-    G = build_generator({"arch": "dcgan", "image_size": 64, "latent_dim": 100, "g_features": 64, "upsample": "resize", "num_classes": 4, "cond_bn": True})
-    D = build_discriminator({"arch": "dcgan", "image_size": 64, "d_features": 32, "discriminator": "projected", "projected_size": 64, "num_classes": 4})
+    cfg, classes = load_config(PRESET), 4
+    g_spec = generator_spec(cfg, classes)
+    G, D = build_generator(g_spec), build_discriminator(discriminator_spec(cfg, classes))
     D.load_pretrained()
     G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     d_params = [p for p in D.parameters() if p.requires_grad]
-    opt_g = torch.optim.Adam(G.parameters(), 4e-4, betas=(0.0, 0.99))
-    opt_d = torch.optim.Adam(d_params, 2e-4, betas=(0.0, 0.99))
-    aug = DiffAugment("color,translation")
-    x = (torch.rand(batch, 3, 64, 64) * 2 - 1).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 4, (batch,))
+    o = cfg.optim
+    opt_g = torch.optim.Adam(G.parameters(), o.lr_g, betas=(o.beta1, o.beta2))
+    opt_d = torch.optim.Adam(d_params, o.lr_d, betas=(o.beta1, o.beta2))
+    aug = DiffAugment(cfg.augment.policy)
+    side = g_spec["image_size"]
+    x = (torch.rand(batch, 3, side, side) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (batch,))
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            fake = G(torch.randn(batch, 100), y)
+            fake = G(torch.randn(batch, g_spec["latent_dim"]), y)
             loss_d = F.relu(1 - D(aug(x), y)).mean() + F.relu(1 + D(aug(fake.detach()), y)).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.float().backward()
