@@ -61,7 +61,7 @@ def train_step(batch: int):
     o = cfg.optim
     opt_g = torch.optim.Adam(G.parameters(), o.lr_g, betas=(o.beta1, o.beta2))
     opt_d = torch.optim.Adam(d_params, o.lr_d, betas=(o.beta1, o.beta2))
-    aug = DiffAugment(cfg.augment.policy)
+    aug = DiffAugment(cfg.augment.policy, p=cfg.augment.p)
     side = g_spec["image_size"]
     x = (torch.rand(batch, 3, side, side) * 2 - 1).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, classes, (batch,))

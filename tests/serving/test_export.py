@@ -74,18 +74,22 @@ def test_dynamic_batch_matches_torch(kind, batch, bundles, onnx_models):
     assert images.min() >= -1 and images.max() <= 1
 
 
-def test_conditional_batch_norm_generator_exports_with_parity(tmp_path):
-    """model.g_cond_bn: the per-class gains and biases are embedding lookups in the graph, per sample."""
+@pytest.mark.parametrize("skip_z", [False, True])
+def test_conditional_batch_norm_generator_exports_with_parity(tmp_path, skip_z):
+    """model.g_cond_bn: the per-class gains and biases are embedding lookups in the graph, per sample (with
+    model.g_skip_z, plus linear maps of z)."""
     from histosynth.gan.bundle import save_generator
     from histosynth.gan.nets import build_generator, init_dcgan_weights
 
-    spec = {"arch": "dcgan", "image_size": 32, "latent_dim": 16, "g_features": 8, "channels": 3, "num_classes": 3, "upsample": "resize", "cond_bn": True}
+    spec = {"arch": "dcgan", "image_size": 32, "latent_dim": 16, "g_features": 8, "channels": 3, "num_classes": 3, "upsample": "resize", "cond_bn": True, "skip_z": skip_z}
     torch.manual_seed(0)
     g = build_generator(spec)
     init_dcgan_weights(g)
     for m in g.modules():
         if isinstance(m, torch.nn.Embedding) and m.embedding_dim != 3:  # the per-class gains and biases: not the identity
             torch.nn.init.normal_(m.weight, 0.0, 0.5)
+        if isinstance(m, torch.nn.Linear):  # skip-z's maps start at 0
+            torch.nn.init.normal_(m.weight, 0.0, 0.1)
     bundle = save_generator(tmp_path / "cbn", g, spec, ["a", "b", "c"])
     report = export_onnx(bundle, tmp_path / "out", batch_for_check=8)
     assert report["max_abs_diff_uint8"] <= 1

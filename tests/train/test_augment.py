@@ -102,6 +102,22 @@ def test_policy_parsing_and_identity():
         parse_policy("color,flip")
 
 
+def test_probability_p_applies_each_op_to_about_p_of_the_images():
+    x = batch(b=2000, size=8)
+    out = DiffAugment("cutout", torch.Generator().manual_seed(3), p=0.3)(x)
+    changed = (out != x).flatten(1).any(1).float().mean().item()
+    assert 0.25 < changed < 0.35, changed
+    assert torch.equal(DiffAugment("cutout", torch.Generator().manual_seed(3), p=1.0)(x), DiffAugment("cutout", torch.Generator().manual_seed(3))(x))
+    y = x[:4].clone().requires_grad_(True)
+    DiffAugment("color,translation", p=0.5)(y).sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
+    from histosynth.config import load_config
+
+    for bad in ("0", "1.5"):
+        with pytest.raises(ConfigError, match="augment.p"):
+            load_config(None, [f"augment.p={bad}"])
+
+
 def test_seeded_generator_repeats_exactly():
     x = batch()
     a = DiffAugment("color,translation,cutout", torch.Generator().manual_seed(3))(x)

@@ -49,6 +49,19 @@ def test_resize_flips_and_class_selection(store_root, tmp_path):
     assert all(any(m) for m in per_image), "a flipped image must be the original under some flip"
     assert sum(not m[0] for m in per_image) > 0, "flips are on but nothing was flipped"
 
+    turned = _source(store, transpose=True)
+    c, _ = turned.batch(idx)
+    swapped = [torch.equal(c[i], a[i].transpose(1, 2)) and not torch.equal(c[i], a[i]) for i in range(16)]
+    assert all(swapped[i] or torch.equal(c[i], a[i]) for i in range(16)), "a transposed image must be the original, transposed or not"
+    assert 0 < sum(swapped) < 16, "transpose is drawn per image"
+    every = _source(store, hflip=True, vflip=True, transpose=True)
+    seen = set()
+    for _ in range(40):
+        d, _ = every.batch(torch.zeros(16, dtype=torch.long))
+        dihedral = [a[0].rot90(k, (1, 2)) for k in range(4)] + [a[0].transpose(1, 2).rot90(k, (1, 2)) for k in range(4)]
+        seen |= {next(j for j, v in enumerate(dihedral) if torch.equal(d[i], v)) for i in range(16)}
+    assert seen == set(range(8)), "flips + transpose reach all 8 right-angle rotations and reflections"
+
     only = _source(store, classes=["invasive"])
     assert only.classes == ["invasive"] and only.n == 24 and set(only.labels.tolist()) == {0}
     with pytest.raises(DataError, match="not in the store"):

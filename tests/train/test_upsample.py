@@ -103,6 +103,30 @@ def test_cond_bn_generator_is_class_conditional_in_every_layer():
         build_generator({**spec, "num_classes": 0})
 
 
+def test_skip_z_starts_as_cond_bn_and_lets_z_steer_every_layer():
+    spec = {"arch": "dcgan", "image_size": 32, "latent_dim": 8, "g_features": 4, "num_classes": 3, "upsample": "resize", "cond_bn": True}
+    torch.manual_seed(0)
+    G = build_generator({**spec, "skip_z": True})
+    init_dcgan_weights(G)
+    plain = build_generator(spec)
+    missing, unexpected = plain.load_state_dict(G.state_dict(), strict=False)
+    assert not missing and unexpected and all("_z." in k for k in unexpected)
+    z, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+    assert torch.allclose(G.eval()(z, y), plain.eval()(z, y))  # zero-initialised maps: the cond-BN generator
+    G.train()(z, y).square().mean().backward()
+    norms = [m for m in G.modules() if m.__class__.__name__ == "ConditionalBatchNorm2d"]
+    assert len(norms) == 3 and all(m.gain_z.weight.grad.abs().sum() > 0 and m.bias_z.weight.grad.abs().sum() > 0 for m in norms)
+    norm = norms[-1]  # the last layer's gain now depends on z: two latents, same features in, different out
+    with torch.no_grad():
+        torch.nn.init.normal_(norm.gain_z.weight, 0.0, 0.5)
+    h, y2 = torch.randn(2, norm.bn.num_features, 4, 4), torch.tensor([1, 1])
+    norm.eval()
+    a, b = norm(h, y2, torch.randn(2, 8)), norm(h, y2, torch.randn(2, 8))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="cond_bn"):
+        build_generator({**spec, "cond_bn": False, "skip_z": True})
+
+
 @pytest.mark.parametrize("overrides", [["data.conditional=false"], ["model.arch=masan", "model.discriminator=own", "data.image_size=64"]])
 def test_config_refuses_cond_bn_where_there_is_no_conditional_dcgan_generator(overrides):
     from histosynth.config import load_config
@@ -110,3 +134,5 @@ def test_config_refuses_cond_bn_where_there_is_no_conditional_dcgan_generator(ov
 
     with pytest.raises(ConfigError, match="g_cond_bn"):
         load_config("configs/dcgan-samples.yaml", overrides)
+    with pytest.raises(ConfigError, match="g_skip_z"):
+        load_config("configs/dcgan-samples.yaml", ["model.g_cond_bn=false", "model.g_skip_z=true"])

@@ -45,6 +45,7 @@ class DataConfig:
     conditional: bool = False  # feed class ids to G and D
     hflip: bool = False  # random horizontal flips (p=0.5) per training batch
     vflip: bool = False  # random vertical flips (p=0.5) per training batch
+    transpose: bool = False  # random x<->y transposition (p=0.5) per image: with both flips, all 8 right-angle rotations and reflections
 
 
 @dataclass
@@ -59,6 +60,7 @@ class ModelConfig:
     d_minibatch_std: bool = False  # D sees each batch's feature spread (ProGAN): counters mode collapse
     upsample: str = "resize"  # G's x2 layers: resize (nearest + 3x3 conv, no checkerboard) or deconv (the paper's)
     g_cond_bn: bool = False  # conditional DCGAN G: class-conditional batch norm (per-class gain and bias) in every layer
+    g_skip_z: bool = False  # with g_cond_bn: every conditional batch norm's gain and bias are also linear in z (BigGAN's skip-z)
     masan_attention: bool = True  # model.arch=masan only: Efficient Multi-scale Attention between G's blocks (false: ablation)
     san: bool = True  # model.arch=masan only: SAN last layer in D (false: a plain linear head on the GAN loss, no direction term)
     discriminator: str = "own"  # own: the arch's D; projected: Projected GAN (frozen ImageNet EfficientNet-Lite0 features + trained heads)
@@ -70,6 +72,7 @@ class AugmentConfig:
     """DiffAugment (histosynth.gan.diffaugment) on every image D sees, real and fake: what keeps D from memorising ~1k patches."""
 
     policy: str = "color,translation,cutout"  # comma-separated subset of color, translation, cutout; "none" disables
+    p: float = 1.0  # probability that an image gets each operation (drawn per image and operation); 1: always, as DiffAugment
 
 
 @dataclass
@@ -174,9 +177,13 @@ def validate(cfg: Config) -> None:
     if cfg.model.upsample not in ("resize", "deconv"):
         raise ConfigError(f"model.upsample={cfg.model.upsample!r} is not an up-sampling mode", "use resize (nearest + conv) or deconv (the paper's transposed conv)")
     parse_policy(cfg.augment.policy)
+    if not 0.0 < cfg.augment.p <= 1.0:
+        raise ConfigError(f"augment.p={cfg.augment.p} must be in (0, 1]", "use 1 (every image, as DiffAugment) or e.g. 0.5; augment.policy=none turns augmentation off")
     check_projected(cfg)
     if cfg.model.g_cond_bn and (cfg.model.arch != "dcgan" or not cfg.data.conditional):
         raise ConfigError(f"model.g_cond_bn=true with model.arch={cfg.model.arch}, data.conditional={str(cfg.data.conditional).lower()}: class-conditional batch norm is a layer of the conditional DCGAN generator", "use model.arch=dcgan with data.conditional=true, or model.g_cond_bn=false")
+    if cfg.model.g_skip_z and not cfg.model.g_cond_bn:
+        raise ConfigError("model.g_skip_z=true with model.g_cond_bn=false: skip-z feeds the latent to G's conditional batch norms", "set model.g_cond_bn=true too, or model.g_skip_z=false")
     if cfg.optim.clip_mode not in ("norm", "value"):
         raise ConfigError(f"optim.clip_mode={cfg.optim.clip_mode!r} is not a clipping mode", "use norm (max total grad norm) or value (max |grad| per element)")
     check_mode(cfg.rl_eo.mode, cfg.rl_eo.weight, cfg.loss.name)

@@ -61,6 +61,7 @@ class BatchSource:
         seed: int,
         hflip: bool = False,
         vflip: bool = False,
+        transpose: bool = False,
         classes: list[str] | None = None,
         part: slice = slice(None),
         trace: Path | None = None,
@@ -68,7 +69,7 @@ class BatchSource:
         self.device = device
         self.batch_size = int(batch_size)
         self.image_size = int(image_size)
-        self.hflip, self.vflip = bool(hflip), bool(vflip)
+        self.hflip, self.vflip, self.transpose = bool(hflip), bool(vflip), bool(transpose)
         images = np.asarray(store.images)
         labels = np.asarray(store.labels, dtype=np.int64)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -112,11 +113,12 @@ class BatchSource:
         return torch.randperm(self.n, generator=self.generator)
 
     def batch(self, idx: torch.Tensor, part: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images ``idx[part]`` as float [-1, 1] NCHW on the device (+ flips), and their class ids. The flips are
+        """Images ``idx[part]`` as float [-1, 1] NCHW on the device (+ flips and transpositions), and their class ids. They are
         drawn for all of ``idx``, so every part of a batch draws the same random numbers."""
         b = idx.numel()
         flip_h = torch.rand(b, generator=self.generator)[part] < 0.5 if self.hflip else None
         flip_v = torch.rand(b, generator=self.generator)[part] < 0.5 if self.vflip else None
+        swap = torch.rand(b, generator=self.generator)[part] < 0.5 if self.transpose else None
         idx = idx[part]
         dev_idx = idx.to(self.images.device)
         x = self.images[dev_idx].to(self.device, non_blocking=True)
@@ -127,6 +129,8 @@ class BatchSource:
             x = torch.where(flip_h.to(self.device)[:, None, None, None], x.flip(3), x)
         if flip_v is not None:
             x = torch.where(flip_v.to(self.device)[:, None, None, None], x.flip(2), x)
+        if swap is not None:
+            x = torch.where(swap.to(self.device)[:, None, None, None], x.transpose(2, 3), x)
         return x.contiguous(), self.labels[idx.to(self.labels.device)]
 
     def batches(self, perm: torch.Tensor, start: int = 0):

@@ -110,9 +110,10 @@ assert tuple(POLICIES) == AUGMENT_OPS, "config.gan.AUGMENT_OPS names what augmen
 class DiffAugment:
     """Callable ``x -> augmented x`` for the policies, in the order given; identity when there are none."""
 
-    def __init__(self, policy: str = "", generator: torch.Generator | None = None):
+    def __init__(self, policy: str = "", generator: torch.Generator | None = None, p: float = 1.0):
         self.names = parse_policy(policy)
         self.generator = generator
+        self.p = float(p)
 
     def __bool__(self) -> bool:
         return bool(self.names)
@@ -120,8 +121,9 @@ class DiffAugment:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.names:
             pol = POLICIES[name]
-            x = pol.apply(x, pol.sample(x, self.generator))
+            out = pol.apply(x, pol.sample(x, self.generator))
+            x = out if self.p >= 1.0 else torch.where(_uniform(x, self.generator) < self.p, out, x)
         return x.contiguous(memory_format=torch.contiguous_format)
 
     def __repr__(self) -> str:
-        return f"DiffAugment({','.join(self.names) or 'none'})"
+        return f"DiffAugment({','.join(self.names) or 'none'}{f', p={self.p}' if self.p < 1 else ''})"

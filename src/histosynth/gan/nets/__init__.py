@@ -24,6 +24,7 @@ def build_generator(spec: dict):
             num_classes=spec.get("num_classes", 0),
             upsample=spec.get("upsample", "deconv"),
             cond_bn=spec.get("cond_bn", False),
+            skip_z=spec.get("skip_z", False),
         )
     if arch == "masan":
         from histosynth.gan.masan import MASANGenerator

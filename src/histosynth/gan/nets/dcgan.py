@@ -45,16 +45,25 @@ class ConditionalBatchNorm2d(nn.Module):
     """Batch norm without its own affine, then a per-class gain (1 + gamma_y) and bias beta_y, both starting at 0
     so the untrained layer is a plain batch norm."""
 
-    def __init__(self, channels: int, num_classes: int):
+    def __init__(self, channels: int, num_classes: int, latent_dim: int = 0):
         super().__init__()
         self.bn = nn.BatchNorm2d(channels, affine=False)
         self.gain = nn.Embedding(num_classes, channels)
         self.bias = nn.Embedding(num_classes, channels)
         nn.init.zeros_(self.gain.weight)
         nn.init.zeros_(self.bias.weight)
+        # skip-z (BigGAN): gain and bias also linear in z, so the latent steers every layer, not only the first
+        self.gain_z = nn.Linear(latent_dim, channels, bias=False) if latent_dim else None
+        self.bias_z = nn.Linear(latent_dim, channels, bias=False) if latent_dim else None
+        for m in (self.gain_z, self.bias_z):
+            if m is not None:
+                nn.init.zeros_(m.weight)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.bn(x) * (1 + self.gain(y)[:, :, None, None]) + self.bias(y)[:, :, None, None]
+    def forward(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        gain, bias = self.gain(y), self.bias(y)
+        if self.gain_z is not None:
+            gain, bias = gain + self.gain_z(z), bias + self.bias_z(z)
+        return self.bn(x) * (1 + gain[:, :, None, None]) + bias[:, :, None, None]
 
 
 class DCGANGenerator(nn.Module):
@@ -67,17 +76,20 @@ class DCGANGenerator(nn.Module):
         num_classes: int = 0,
         upsample: str = "deconv",
         cond_bn: bool = False,
+        skip_z: bool = False,
     ):
         super().__init__()
         if upsample not in UPSAMPLE:
             raise ValueError(f"upsample must be one of {UPSAMPLE}, got {upsample!r}")
         if cond_bn and not num_classes:
             raise ValueError("cond_bn needs a class-conditional generator (num_classes > 0)")
+        if skip_z and not cond_bn:
+            raise ValueError("skip_z feeds z to the conditional batch norms: it needs cond_bn")
         self.image_size, self.latent_dim, self.num_classes = image_size, latent_dim, num_classes
         mults = _mults(_n_up(image_size))
         embed_dim = num_classes if num_classes else 0
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
-        norm = (lambda c: ConditionalBatchNorm2d(c, num_classes)) if cond_bn else nn.BatchNorm2d
+        norm = (lambda c: ConditionalBatchNorm2d(c, num_classes, latent_dim if skip_z else 0)) if cond_bn else nn.BatchNorm2d
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_dim + embed_dim, features * mults[0], 4, 1, 0, bias=False),
             norm(features * mults[0]),
@@ -90,13 +102,14 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z: (B, latent_dim) -> images (B, C, H, W) in [-1, 1]; y: (B,) class ids when conditional."""
+        latent = z
         if self.embed is not None:
             if y is None:
                 raise ValueError("this generator is class-conditional: pass class ids y")
             z = torch.cat([z, self.embed(y)], dim=1)
         h = z[:, :, None, None]
         for layer in self.main:
-            h = layer(h, y) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
+            h = layer(h, y, latent) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
         return h
 
 

@@ -65,6 +65,7 @@ def generator_spec(cfg: Config, num_classes: int) -> dict[str, Any]:
         "num_classes": num_classes,
         "upsample": cfg.model.upsample,
         **({"cond_bn": True} if cfg.model.g_cond_bn else {}),
+        **({"skip_z": True} if cfg.model.g_skip_z else {}),
         **({"attention": cfg.model.masan_attention} if cfg.model.arch == "masan" else {}),
     }
 
@@ -170,7 +171,7 @@ def build_gan(cfg: Config, source: BatchSource, device: torch.device, amp: Amp, 
         clip_mode=cfg.optim.clip_mode,
         gp_weight=cfg.loss.gp_weight,
         reward=rl,
-        augment=DiffAugment(cfg.augment.policy),
+        augment=DiffAugment(cfg.augment.policy, p=cfg.augment.p),
         d_objective=build_d_objective(cfg.model.arch, loss, cfg.loss.recon_weight),
         sync=world.average_gradients if world.parallel else None,
     )  # fmt: skip
