@@ -77,6 +77,7 @@ def test_demo_preset_is_the_data_efficient_recipe():
     assert (cfg.loss.name, cfg.model.spectral_norm, cfg.model.d_minibatch_std, cfg.data.conditional) == ("hinge", True, True, True)
     assert (cfg.optim.grad_clip, cfg.train.batch_size, cfg.train.cpu_bf16, cfg.data.image_size) == (0.0, 16, True, 64)
     assert (cfg.model.discriminator, cfg.model.projected_size, cfg.model.g_features) == ("projected", 64, 48)
+    assert (cfg.model.g_cond_bn, cfg.model.g_skip_z) == (True, True)
 
 
 @pytest.mark.unit
