@@ -58,6 +58,15 @@ def store_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def lopsided_store_root(tmp_path_factory):
+    """``<root>/train``: 43 synthetic 32x32 patches, 32 benign : 11 invasive (an uneven class mix)."""
+    root = tmp_path_factory.mktemp("lopsided")
+    patches = [p for i, p in enumerate(TC.synthetic_patches(64)) if i % 2 == 0 or i % 6 == 1]
+    write_store(root / "train", patches, classes=CLASSES, provenance={"kind": "synthetic test store"})
+    return root
+
+
+@pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory):
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 

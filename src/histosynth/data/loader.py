@@ -108,6 +108,10 @@ class BatchSource:
         """Full batches per epoch."""
         return self.n // self.batch_size
 
+    def class_counts(self) -> list[int]:
+        """Patches per class (in ``classes`` order): the class mix every epoch draws."""
+        return torch.bincount(self.labels.cpu(), minlength=len(self.classes)).tolist()
+
     def permutation(self) -> torch.Tensor:
         """A fresh shuffle of all patch indices (call once per epoch, before its batches)."""
         return torch.randperm(self.n, generator=self.generator)
