@@ -144,9 +144,11 @@ def test_input_scaling_is_the_one_the_checkpoint_was_trained_with(pretrained_fil
     f.load_pretrained(pretrained_file)
     photos = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
     x = torch.cat([torch.nn.functional.interpolate(torch.tensor(a).permute(2, 0, 1)[None].float() / 127.5 - 1, size=224, mode="bilinear", antialias=True) for a in photos])
+    seen = []
+    f._bn0.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
     with torch.no_grad():
-        h = f._conv_stem(((x + 1) * 0.5 - f.mean) / f.std)
-    ratio = float((h.var(dim=(0, 2, 3)) / f._bn0.running_var).median())
+        f.stem(x)  # the real input path, scaling included
+    ratio = float((seen[0].var(dim=(0, 2, 3)) / f._bn0.running_var).median())
     assert 0.6 < ratio < 1.6, ratio  # torchvision ImageNet mean/std: 3.3
 
 
