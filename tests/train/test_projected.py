@@ -85,6 +85,61 @@ def test_same_padding_matches_tensorflow(size):
     torch.testing.assert_close(conv(x), ref)
 
 
+def _step_pair(share: bool, augment=None):
+    """G, D and a GANStep on them, in the same state for either ``share`` (the same seed)."""
+    from histosynth.device import amp_for
+    from histosynth.gan.losses import get_loss
+    from histosynth.gan.nets import build_generator
+    from histosynth.gan.train.step import GANStep
+
+    D = projected(classes=2)
+    G = build_generator({"arch": "dcgan", "image_size": 64, "latent_dim": 8, "g_features": 4, "num_classes": 2, "upsample": "resize"})
+    init_dcgan_weights(G)
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam([p for p in D.parameters() if p.requires_grad], 1e-3)
+    step = GANStep(G, D, opt_g, opt_d, get_loss("hinge"), latent_dim=8, conditional=True, amp=amp_for(torch.device("cpu"), False), augment=augment, share_front=share)
+    calls = []
+    D.features.register_forward_hook(lambda m, i, o: calls.append(i[0].requires_grad))
+    return G, D, step, calls
+
+
+@pytest.mark.numerics
+def test_step_runs_the_frozen_front_once_per_fake_batch_with_the_same_updates():
+    """Sharing the fakes' frozen maps between D's and G's update is an exact rewrite of the step (with the
+    same augmentation): the feature network runs twice instead of three times, G and D end up the same."""
+    batch = (torch.rand(4, 3, 64, 64) * 2 - 1, torch.tensor([0, 1, 1, 0]))
+    after = {}
+    for share in (True, False):
+        G, D, step, calls = _step_pair(share)
+        assert step.share_front is share
+        torch.manual_seed(1)
+        m = step([batch])
+        after[share] = ([p.detach().clone() for p in G.parameters()], [p.detach().clone() for p in D.parameters()], m, calls)
+    (g1, d1, m1, calls1), (g0, d0, m0, calls0) = after[True], after[False]
+    assert calls1 == [False, True] and calls0 == [False, False, True]  # real, fake (with G's graph when shared), G's
+    torch.testing.assert_close(g1, g0)
+    torch.testing.assert_close(d1, d0)
+    torch.testing.assert_close(m1["loss_g"], m0["loss_g"])
+    assert m1["grad_norm_g"] > 0
+
+
+@pytest.mark.unit
+def test_shared_front_augments_real_and_fake_once_and_g_learns_through_it():
+    from histosynth.gan.diffaugment import DiffAugment
+
+    seen = []
+    aug = DiffAugment("color,translation")
+
+    def recorder(x):
+        seen.append(x.requires_grad)
+        return aug(x)
+
+    G, D, step, _ = _step_pair(True, recorder)
+    before = [p.detach().clone() for p in G.parameters()]
+    step([(torch.rand(4, 3, 64, 64) * 2 - 1, torch.tensor([0, 1, 1, 0]))])
+    assert seen == [False, True]  # the real batch, then the fakes with G's graph: G's update reuses D's view
+    assert any(not torch.equal(a, b) for a, b in zip(before, G.parameters()))
+
+
 @pytest.mark.numerics
 @pytest.mark.parametrize("kernel, size", [(3, 8), (5, 7), (3, 33), (5, 19)])
 def test_strided_depthwise_bf16_backward_path_equals_the_strided_conv(kernel, size):

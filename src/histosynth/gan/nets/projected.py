@@ -106,8 +106,16 @@ class ProjectedDiscriminator(nn.Module):
     def load_pretrained(self, path=None):
         return self.features.load_pretrained(path)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def project(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The frozen part: resize, feature network, random projection -> one map per head. Nothing here trains,
+        so a training step can compute it once for a fake batch and judge it before and after D's update."""
         if x.shape[-1] != self.feature_size or x.shape[-2] != self.feature_size:
             x = F.interpolate(x, size=(self.feature_size, self.feature_size), mode="bilinear", align_corners=False)
-        maps = self.projection(self.features(x))
+        return self.projection(self.features(x))
+
+    def judge(self, maps: list[torch.Tensor], y: torch.Tensor | None = None) -> torch.Tensor:
+        """The trained heads on :meth:`project`'s maps -> logits (B, K)."""
         return torch.cat([head(m, y).flatten(1) for head, m in zip(self.heads, maps)], dim=1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.judge(self.project(x), y)

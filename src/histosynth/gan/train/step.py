@@ -15,6 +15,12 @@ same for every architecture: the loss on D's plain output.
 Data-parallel runs pass ``sync`` (:meth:`histosynth.distributed.World.average_gradients`): it averages each
 net's gradients over the processes right after its backward, before unscaling, clipping and the step, so the
 grad norms, the clipping and the loss scaler see the global gradient on every process.
+
+A discriminator whose front is frozen (Projected GAN: ``D.project(x) -> maps`` computes no trained weights,
+``D.judge(maps, y) -> logits`` does) has its front run once per fake batch: the maps of the augmented fakes are
+judged detached in D's update and, with their graph to G, by the updated heads in G's. G's update then sees the
+same augmented fakes D just did (as the reference DCGAN loop reuses the same fakes) and the frozen network runs
+twice per step instead of three times (``share_front=False``: the old way, for comparison).
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ class GANStep:
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         d_objective: Callable[..., DTerms] | None = None,
         sync: Callable[[list[nn.Parameter]], None] | None = None,
+        share_front: bool = True,
     ):
         self.G, self.D = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
@@ -94,9 +101,14 @@ class GANStep:
         self.scaler_d = scaler_d if scaler_d is not None else amp.scaler()
         self.g_params = [p for p in generator.parameters() if p.requires_grad]
         self.d_params = [p for p in discriminator.parameters() if p.requires_grad]
+        frozen_front = callable(getattr(discriminator, "project", None)) and callable(getattr(discriminator, "judge", None))
+        self.share_front = bool(share_front and frozen_front and d_objective is None and reward is None and self.gp_weight == 0)
 
     def _d(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.D(x, y) if self.conditional else self.D(x)
+
+    def _judge(self, maps: list[torch.Tensor], y: torch.Tensor | None) -> torch.Tensor:
+        return self.D.judge(maps, y) if self.conditional else self.D.judge(maps)
 
     def _g(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.G(z, y) if self.conditional else self.G(z)
@@ -110,8 +122,8 @@ class GANStep:
 
     def __call__(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
         m: dict[str, torch.Tensor] = {}
-        fake = y = None
-        for x, labels in batches:
+        fake = y = fake_maps = None
+        for i, (x, labels) in enumerate(batches):
             y = labels if self.conditional else None
             z = torch.randn(x.shape[0], self.latent_dim, device=x.device)
             with self.amp.autocast():
@@ -123,6 +135,11 @@ class GANStep:
                 if self.d_objective is not None:
                     terms = self.d_objective(self.D, self.augment(x), self.augment(fake.detach()), y)
                     real_logits, fake_logits = terms.real_logits, terms.fake_logits
+                elif self.share_front:
+                    real_logits = self._judge(self.D.project(self.augment(x)), y)
+                    with torch.set_grad_enabled(i == len(batches) - 1):  # only the last fake batch trains G
+                        fake_maps = self.D.project(self.augment(fake))
+                    fake_logits = self._judge([m.detach() for m in fake_maps], y)
                 else:
                     real_logits = self._d(self.augment(x), y)  # separate real and fake mini-batches (Salimans et al.)
                     fake_logits = self._d(self.augment(fake.detach()), y)
@@ -165,7 +182,7 @@ class GANStep:
             p.requires_grad_(False)
         try:
             with self.amp.autocast():
-                g_logits = self._d(self.augment(fake), y)
+                g_logits = self._judge(fake_maps, y) if self.share_front else self._d(self.augment(fake), y)
             loss_g = self.loss.g_loss(g_logits)
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(loss_g).backward()
