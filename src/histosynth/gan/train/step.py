@@ -139,7 +139,7 @@ class GANStep:
                     real_logits = self._judge(self.D.project(self.augment(x)), y)
                     with torch.set_grad_enabled(i == len(batches) - 1):  # only the last fake batch trains G
                         fake_maps = self.D.project(self.augment(fake))
-                    fake_logits = self._judge([m.detach() for m in fake_maps], y)
+                    fake_logits = self._judge([f.detach() for f in fake_maps], y)
                 else:
                     real_logits = self._d(self.augment(x), y)  # separate real and fake mini-batches (Salimans et al.)
                     fake_logits = self._d(self.augment(fake.detach()), y)
