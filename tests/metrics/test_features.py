@@ -166,6 +166,24 @@ def test_inception_fid_features(inception_path, tiles, monkeypatch):
 
 
 @pytest.mark.numerics
+def test_inception_runs_channels_last_on_cpu_with_the_nchw_features(inception_path, tiles, monkeypatch):
+    """The CPU speed-up (benchmarks/inception_layout.py) changes the memory layout of the network input only: the
+    features are those of the NCHW input to float32 rounding."""
+    from histosynth.evaluation.features import inception as I
+
+    monkeypatch.setenv(W.ENV_INCEPTION, str(inception_path))
+    x = torch.from_numpy(tiles[:4]).permute(0, 3, 1, 2).float()
+    net_in = I.network_input(x)
+    assert net_in.is_contiguous(memory_format=torch.channels_last) and not net_in.is_contiguous()
+    assert torch.equal(net_in, I._scale(x))  # same values, other strides
+    net = I.load_torchscript(inception_path, torch.device("cpu"))
+    with torch.inference_mode():
+        nchw = net(I._scale(x).contiguous()).double().numpy()
+    ours = features.get_extractor("inception-fid", "cpu")(tiles[:4])
+    np.testing.assert_allclose(ours, nchw, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.numerics
 def test_inception_matches_torch_fidelity_and_pytorch_fid_code_paths(inception_path, tiles, tmp_path, monkeypatch):
     """Same weights (default_1.pt ported to their key names) through their code: identical features.
 
