@@ -31,7 +31,7 @@ def _scale(x: torch.Tensor) -> torch.Tensor:
 
 
 def network_input(x: torch.Tensor) -> torch.Tensor:
-    """The 299x299 network input; on CPU in channels-last memory, where oneDNN's NHWC convolutions take 0.7x the
+    """The 299x299 network input; on CPU in channels-last memory, where oneDNN's NHWC convolutions take 0.85x the
     time of NCHW for the same features to float32 rounding (benchmarks/inception_layout.py, BENCHMARKS.md)."""
     x = _scale(x)
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
