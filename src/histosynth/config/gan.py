@@ -65,6 +65,7 @@ class ModelConfig:
     san: bool = True  # model.arch=masan only: SAN last layer in D (false: a plain linear head on the GAN loss, no direction term)
     discriminator: str = "own"  # own: the arch's D; projected: Projected GAN (frozen ImageNet EfficientNet-Lite0 features + trained heads)
     projected_size: int = 64  # discriminator=projected: side the image is resized to before the feature network (multiple of 32)
+    projected_head_growth: int = 2  # discriminator=projected: channel factor per stride-2 head layer; 2 as Projected GAN, 1 keeps the width (cheaper)
 
 
 @dataclass
@@ -205,6 +206,8 @@ def check_projected(cfg: Config) -> None:
         raise ConfigError(f"model.discriminator=projected with loss.gp_weight={cfg.loss.gp_weight}: the penalty would differentiate through the frozen feature network for every head", "use loss.gp_weight=0 (spectral norm keeps the heads smooth)")
     if cfg.model.projected_size < 32 or cfg.model.projected_size % 32:
         raise ConfigError(f"model.projected_size={cfg.model.projected_size} must be a multiple of 32 (the feature network halves the image five times)", "use 64 (native for 64 px patches), 128 or 224 (the paper's)")
+    if cfg.model.projected_head_growth not in (1, 2):
+        raise ConfigError(f"model.projected_head_growth={cfg.model.projected_head_growth} is not a head width factor", "use 2 (Projected GAN's heads, channels double per stride-2 layer) or 1 (the width stays)")
 
 
 GAN = Schema(Config, validate, "configs/dcgan-samples.yaml")

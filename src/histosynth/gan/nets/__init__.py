@@ -42,12 +42,12 @@ def build_generator(spec: dict):
 def build_discriminator(spec: dict):
     """``spec``: as :func:`build_generator`'s plus d_features, spectral_norm, d_batchnorm, d_minibatch_std; with
     ``discriminator: projected`` a :class:`~histosynth.gan.nets.projected.ProjectedDiscriminator` (heads of width
-    d_features, images resized to ``projected_size``) whatever the arch; its ImageNet weights load separately."""
+    d_features growing by ``projected_head_growth`` per stride-2 layer, images resized to ``projected_size``) whatever the arch; its ImageNet weights load separately."""
     arch = spec.get("arch", "dcgan")
     if spec.get("discriminator", "own") == "projected":
         from histosynth.gan.nets.projected import ProjectedDiscriminator
 
-        return ProjectedDiscriminator(spec["image_size"], spec.get("num_classes", 0), spec.get("d_features", 64), spec.get("projected_size", 64))
+        return ProjectedDiscriminator(spec["image_size"], spec.get("num_classes", 0), spec.get("d_features", 64), spec.get("projected_size", 64), spec.get("projected_head_growth", 2))
     if arch == "dcgan":
         return DCGANDiscriminator(
             image_size=spec["image_size"],

@@ -10,7 +10,9 @@ ImageNet network (:class:`~histosynth.gan.nets.efficientnet_lite.EfficientNetLit
 3. **cross-scale mixing** (CSM): a fixed random top-down path, deeper mixed features upsampled x2 and added to the
    next shallower ones, each followed by a fixed random 1x1 convolution;
 4. one small trainable discriminator per scale (spectral-norm 4x4 stride-2 convolutions with batch norm down to
-   8x8, then a 4x4 convolution to a logit map), class-conditional by projection onto a class embedding.
+   8x8, then a 4x4 convolution to a logit map), class-conditional by projection onto a class embedding. Each
+   stride-2 convolution multiplies the channels by ``head_growth``: 2 as Projected GAN's heads, 1 keeps the
+   projected width (the 32x32 head's body then costs ~1/3 of the multiply-adds).
 
 Only the per-scale heads are trained: the random projections are fixed at initialisation (they spread the
 pretrained features over all channels so no head can ignore most of them) and stored with the weights. The
@@ -62,13 +64,13 @@ class RandomProjection(nn.Module):
 class ScaleHead(nn.Module):
     """The trainable discriminator of one scale: (B, C, r, r) -> logit map (B, 1, r', r')."""
 
-    def __init__(self, c_in: int, size: int, width: int = 64, num_classes: int = 0):
+    def __init__(self, c_in: int, size: int, width: int = 64, num_classes: int = 0, growth: int = 2):
         super().__init__()
         sn = nn.utils.spectral_norm
         layers: list[nn.Module] = []
         c = c_in
         while size > 8:
-            c_out = min(width * 8, max(width, c * 2))
+            c_out = min(width * 8, max(width, c * growth))
             layers += [sn(nn.Conv2d(c, c_out, 4, 2, 1, bias=False)), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
             c, size = c_out, size // 2
         self.body = nn.Sequential(*layers)
@@ -89,19 +91,22 @@ class ProjectedDiscriminator(nn.Module):
     """D(x[, y]) -> logits (B, K): every head's map, flattened and concatenated.
 
     ``feature_size``: the side the image is resized to before the feature network (Projected GAN uses 224; at
-    64 px patches 128 keeps ~4x less compute with the deepest map still 4x4). The ImageNet weights are loaded by
+    64 px patches 128 keeps ~4x less compute with the deepest map still 4x4). ``head_growth``: channel factor of
+    each head's stride-2 convolutions (see the module docstring). The ImageNet weights are loaded by
     :meth:`load_pretrained`, after any weight initialisation of the trainable parts.
     """
 
-    def __init__(self, image_size: int = 64, num_classes: int = 0, width: int = 64, feature_size: int = 128):
+    def __init__(self, image_size: int = 64, num_classes: int = 0, width: int = 64, feature_size: int = 128, head_growth: int = 2):
         super().__init__()
         if feature_size % 32:
             raise ValueError(f"feature_size must be a multiple of 32, got {feature_size}")
+        if head_growth not in (1, 2):
+            raise ValueError(f"head_growth must be 1 or 2, got {head_growth}")
         self.image_size, self.feature_size, self.num_classes = image_size, feature_size, num_classes
         self.features = EfficientNetLite0Features()
         self.projection = RandomProjection()
         sizes = [feature_size // 2**k for k in (1, 2, 3, 4)]
-        self.heads = nn.ModuleList(ScaleHead(c, s, width, num_classes) for c, s in zip(self.projection.out_channels, sizes))
+        self.heads = nn.ModuleList(ScaleHead(c, s, width, num_classes, head_growth) for c, s in zip(self.projection.out_channels, sizes))
 
     def load_pretrained(self, path=None):
         return self.features.load_pretrained(path)

@@ -81,7 +81,7 @@ def discriminator_spec(cfg: Config, num_classes: int) -> dict[str, Any]:
         "d_batchnorm": cfg.model.d_batchnorm,
         "d_minibatch_std": cfg.model.d_minibatch_std,
         **({"san": cfg.model.san} if cfg.model.arch == "masan" else {}),
-        **({"discriminator": "projected", "projected_size": cfg.model.projected_size} if cfg.model.discriminator == "projected" else {}),
+        **({"discriminator": "projected", "projected_size": cfg.model.projected_size, "projected_head_growth": cfg.model.projected_head_growth} if cfg.model.discriminator == "projected" else {}),
     }
 
 
