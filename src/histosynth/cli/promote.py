@@ -10,8 +10,7 @@ import typer
 
 from histosynth.cli import app
 from histosynth.cli.common import out
-from histosynth.evaluation.config import DEFAULT_EXTRACTOR
-from histosynth.registry.promote import QUALITY_LIMITS
+from histosynth.registry.promote import DEFAULT_NN_EXTRACTOR, QUALITY_LIMITS
 
 
 @app.command()
@@ -30,7 +29,7 @@ def promote(
     train_data: Optional[Path] = typer.Option(None, "--train-data", help="Training split (patch store) to check memorization against (default: the run's data.store param)."),
     n_samples: int = typer.Option(256, "--n-samples", help="Generated samples for the memorization gate."),
     n_train: int = typer.Option(2000, "--n-train", help="Training patches compared (seeded subset when the split is larger)."),
-    extractor: str = typer.Option(DEFAULT_EXTRACTOR, "--extractor", help="Feature space of the memorization gate (histosynth.evaluation.features)."),
+    extractor: str = typer.Option(DEFAULT_NN_EXTRACTOR, "--extractor", help="Feature space of the memorization gate (histosynth.evaluation.features)."),
     device: str = typer.Option("auto", "--device"),
     seed: int = typer.Option(0, "--seed"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Run the gates and show them; move nothing, record nothing."),

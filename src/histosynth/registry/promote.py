@@ -11,7 +11,8 @@
    would wave through the first model however bad. A metric never logged fails its gate.
 3. **parity**: the version's ``onnx_parity_max_abs_diff`` tag (set by ``histosynth export``) is present and at
    most ``max_parity_diff``: what Triton serves reproduces the PyTorch generator.
-4. **memorization**: samples of the generator are embedded with a feature extractor (``histosynth.evaluation.features``) and
+4. **memorization**: samples of the generator are embedded with a feature extractor (``histosynth.evaluation.features``;
+   by default the FID Inception under bf16 autocast, :data:`DEFAULT_NN_EXTRACTOR`) and
    each one's nearest-neighbour L2 distance to the training patches is measured, relative to the typical
    train-to-train nearest-neighbour distance (so the threshold does not depend on the extractor's scale). The
    smallest such distance must be at least ``min_nn_distance``: one generated patch that copies patient tissue
@@ -34,7 +35,6 @@ from typing import Any, Callable
 import numpy as np
 
 from histosynth.errors import HistosynthError
-from histosynth.evaluation.config import DEFAULT_EXTRACTOR
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -45,6 +45,9 @@ DEFAULT_MAX_PARITY = 1e-4
 DEFAULT_MIN_NN = 0.1
 DEFAULT_N_SAMPLES = 256
 DEFAULT_N_TRAIN = 2000
+# The FID Inception in bf16 where the hardware has it: only relative nearest-neighbour distances matter here, and
+# the training-patch features were the slowest part of a first promote (0.56x the time on 2 CPU cores: BENCHMARKS.md)
+DEFAULT_NN_EXTRACTOR = "inception-fid-bf16"
 # Absolute quality limits. The sample data's own real-vs-real FID (val vs test, 213 vs 213 patches) is 95.8, so
 # 150 leaves room for a usable generator while refusing a collapsed one (FID ~400, precision and recall 0).
 QUALITY_LIMITS = {"max_fid": 150.0, "min_precision": 0.5, "min_recall": 0.3}
@@ -285,7 +288,7 @@ def promote(
     train_data: str | Path | None = None,
     n_samples: int = DEFAULT_N_SAMPLES,
     n_train: int = DEFAULT_N_TRAIN,
-    extractor: str = DEFAULT_EXTRACTOR,
+    extractor: str = DEFAULT_NN_EXTRACTOR,
     seed: int = 0,
     device: str = "auto",
     dry_run: bool = False,

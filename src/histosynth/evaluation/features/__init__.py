@@ -4,6 +4,7 @@
 name                    dim    network                                                     comparable
 ======================  =====  ==========================================================  ==========
 ``inception-fid``       2048   TF Inception-v3 2015-12-05 TorchScript (FID/KID standard)   yes
+``inception-fid-bf16``  2048   the same under bf16 autocast (the memorization gate's)       no
 ``vgg16``               4096   torchvision ImageNet VGG-16, fc2 after ReLU (precision/recall)  yes
 ``random-inception``    2048   torchvision Inception-v3, seeded random weights (has logits)  no
 ``untrained-vgg16``     4096   torchvision VGG-16, seeded random weights                   no
@@ -33,7 +34,7 @@ from histosynth.device import resolve_device
 from histosynth.evaluation.config import DEFAULT_EXTRACTOR as DEFAULT
 from histosynth.evaluation.features.base import Extractor, as_float255_nchw, resize_tf1_bilinear, to_uint8
 from histosynth.evaluation.features.clip import ENV_CLIP, clip_vit_b16, clip_vit_l14_336
-from histosynth.evaluation.features.inception import inception_fid, random_inception
+from histosynth.evaluation.features.inception import inception_fid, inception_fid_bf16, random_inception
 from histosynth.evaluation.features.vgg import untrained_vgg16, vgg16_fc2
 from histosynth.files.pretrained import ENV_INCEPTION, ENV_VGG16
 from histosynth.files.weights import weights_dir
@@ -45,6 +46,7 @@ ExtractorFactory = Callable[[torch.device, "str | Path | None"], Extractor]
 # on first use: the evaluation package never imports histosynth.snn.
 EXTRACTORS: dict[str, ExtractorFactory | str] = {
     "inception-fid": inception_fid,
+    "inception-fid-bf16": inception_fid_bf16,
     "vgg16": vgg16_fc2,
     "random-inception": random_inception,
     "untrained-vgg16": untrained_vgg16,
