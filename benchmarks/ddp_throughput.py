@@ -9,8 +9,11 @@ barriers. Reported: global images per second (steps x global batch / seconds) on
 Jobs alternate (1, N, N, 1, ...) so a change in the machine's load falls on both.
 
 Every process uses ``--threads`` torch threads (1 by default): 2 processes then use 2 cores where 1 process uses 1.
+``--layouts 1x2 2x1`` instead compares processes x threads at the same core count (one process with 2 threads vs
+two processes with one each): the question a 2-core laptop asks.
 
     python benchmarks/ddp_throughput.py --procs 1 2 --reps 2 --json ddp.json
+    python benchmarks/ddp_throughput.py --layouts 1x2 2x1 --reps 3 --json ddp-layouts.json
 """
 
 from __future__ import annotations
@@ -62,10 +65,10 @@ def worker(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps(result))
 
 
-def launch(n: int, args: argparse.Namespace, out: Path) -> dict:
+def launch(n: int, threads: int, args: argparse.Namespace, out: Path) -> dict:
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", str(n), __file__, "--worker", "--out", str(out)]
-    cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads), "--image-size", str(args.image_size)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(threads), "--image-size", str(args.image_size)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{n}-process job failed:\n{done.stderr[-3000:]}")
@@ -79,6 +82,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--layouts", nargs="+", default=[], help="PxT entries (processes x threads each), e.g. 1x2 2x1; replaces --procs/--threads")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--json", type=Path)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -87,18 +91,24 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
-    runs: dict[int, list[dict]] = {n: [] for n in args.procs}
+    try:
+        layouts = [tuple(int(v) for v in entry.lower().split("x")) for entry in args.layouts] or [(n, args.threads) for n in args.procs]
+        assert all(len(lt) == 2 and min(lt) >= 1 for lt in layouts)
+    except (ValueError, AssertionError):
+        sys.exit(f"error: --layouts {' '.join(args.layouts)}: each entry is PROCESSESxTHREADS\nfix: e.g. --layouts 1x2 2x1")
+    runs: dict[str, list[dict]] = {f"{n}x{t}": [] for n, t in layouts}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            for n in args.procs if rep % 2 == 0 else reversed(args.procs):
-                r = launch(n, args, Path(tmp) / f"{n}-{rep}.json")
-                runs[n].append(r)
-                print(f"rep {rep}: {n} process(es) x {args.threads} thread(s): {r['img_per_s']:.1f} img/s ({r['seconds']:.1f} s, amp {r['amp']})", flush=True)
-    base = statistics.median(r["img_per_s"] for r in runs[args.procs[0]])
-    summary = {n: {"img_per_s_median": statistics.median(r["img_per_s"] for r in rs), "runs": rs} for n, rs in runs.items()}
-    for n, s in summary.items():
+            for n, t in layouts if rep % 2 == 0 else reversed(layouts):
+                r = launch(n, t, args, Path(tmp) / f"{n}x{t}-{rep}.json")
+                runs[f"{n}x{t}"].append(r)
+                print(f"rep {rep}: {n} process(es) x {t} thread(s): {r['img_per_s']:.1f} img/s ({r['seconds']:.1f} s, amp {r['amp']})", flush=True)
+    first = next(iter(runs))
+    base = statistics.median(r["img_per_s"] for r in runs[first])
+    summary = {k: {"img_per_s_median": statistics.median(r["img_per_s"] for r in rs), "runs": rs} for k, rs in runs.items()}
+    for k, s in summary.items():
         s["ratio_vs_first"] = s["img_per_s_median"] / base
-        print(f"{n} process(es): median {s['img_per_s_median']:.1f} img/s, x{s['ratio_vs_first']:.2f} vs {args.procs[0]}")
+        print(f"{k} (processes x threads): median {s['img_per_s_median']:.1f} img/s, x{s['ratio_vs_first']:.2f} vs {first}")
     print(f"load: {os.getloadavg()}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k not in ("json", "worker", "out")}, "results": summary, "loadavg_end": os.getloadavg()}, indent=2))
