@@ -91,10 +91,13 @@ def _state_equal(a: dict, b: dict) -> list[str]:
 
 
 @pytest.mark.integration
-def test_conditional_resume_is_bit_identical(make_cfg, tracking_uri):
+@pytest.mark.parametrize("lecam", [False, True], ids=["plain", "lecam"])
+def test_conditional_resume_is_bit_identical(make_cfg, tracking_uri, lecam):
     """8 steps straight == 3 steps + resume to 6 (an epoch boundary) + resume to 8, on CPU, bit for bit.
-    Conditional, with flips: every RNG stream (noise, shuffles, flips) must be restored."""
+    Conditional, with flips: every RNG stream (noise, shuffles, flips) must be restored, and with LeCam its
+    moving-average anchors."""
     opts = ("data.conditional=true", "data.hflip=true", "data.vflip=true", "train.epochs=3", "train.sample_every=1", "train.checkpoint_every=1")
+    opts += ("loss.lecam_weight=0.1",) if lecam else ()
     straight = train(make_cfg(*opts, "train.max_steps=8"), progress=False)
     first = train(make_cfg(*opts, "train.max_steps=3"), progress=False)
     second = train(make_cfg(*opts, "train.max_steps=6"), resume=first.checkpoint, progress=False)
@@ -107,6 +110,10 @@ def test_conditional_resume_is_bit_identical(make_cfg, tracking_uri):
     assert _state_equal(a["discriminator"], b["discriminator"]) == []
     assert torch.equal(a["opt_g"]["state"][0]["exp_avg_sq"], b["opt_g"]["state"][0]["exp_avg_sq"])
     assert torch.equal(a["data"]["generator"], b["data"]["generator"])
+    assert ("lecam" in a) == lecam
+    if lecam:
+        assert torch.equal(a["lecam"]["anchor_real"], b["lecam"]["anchor_real"]) and torch.equal(a["lecam"]["anchor_fake"], b["lecam"]["anchor_fake"])
+        assert straight.metrics["lecam"] > 0
     ga, _ = load_generator(straight.bundle)
     gb, _ = load_generator(third.bundle)
     assert _state_equal(ga.state_dict(), gb.state_dict()) == []

@@ -82,6 +82,8 @@ class LossConfig:
     real_label: float = 0.9  # one-sided label smoothing (Salimans et al.)
     gp_weight: float = 0.0  # >0 adds a gradient penalty on D (WGAN-GP uses 10)
     recon_weight: float = 1.0  # model.arch=masan only: weight of D's L1 reconstruction of real images (0: off)
+    lecam_weight: float = 0.0  # >0 adds LeCam regularisation to D's loss (Tseng et al. 2021, histosynth.gan.lecam)
+    lecam_decay: float = 0.99  # decay of LeCam's moving averages of D's real and fake logits
 
 
 @dataclass
@@ -180,6 +182,8 @@ def validate(cfg: Config) -> None:
     parse_policy(cfg.augment.policy)
     if not 0.0 < cfg.augment.p <= 1.0:
         raise ConfigError(f"augment.p={cfg.augment.p} must be in (0, 1]", "use 1 (every image, as DiffAugment) or e.g. 0.5; augment.policy=none turns augmentation off")
+    if cfg.loss.lecam_weight < 0 or not 0.0 <= cfg.loss.lecam_decay < 1.0:
+        raise ConfigError(f"loss.lecam_weight={cfg.loss.lecam_weight}, loss.lecam_decay={cfg.loss.lecam_decay}: the weight must be >= 0 and the decay in [0, 1)", "use loss.lecam_weight=0 (off) or e.g. 0.1, with loss.lecam_decay=0.99")
     check_projected(cfg)
     if cfg.model.g_cond_bn and (cfg.model.arch != "dcgan" or not cfg.data.conditional):
         raise ConfigError(f"model.g_cond_bn=true with model.arch={cfg.model.arch}, data.conditional={str(cfg.data.conditional).lower()}: class-conditional batch norm is a layer of the conditional DCGAN generator", "use model.arch=dcgan with data.conditional=true, or model.g_cond_bn=false")

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from histosynth.device import Amp
+from histosynth.gan.lecam import LeCam
 from histosynth.gan.losses import GANLoss, gradient_penalty
 from histosynth.gan.rl_eo import RewardOut, RLEOReward
 
@@ -83,6 +84,7 @@ class GANStep:
         d_objective: Callable[..., DTerms] | None = None,
         sync: Callable[[list[nn.Parameter]], None] | None = None,
         share_front: bool = True,
+        lecam: LeCam | None = None,
     ):
         self.G, self.D = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
@@ -97,6 +99,7 @@ class GANStep:
         self.augment = augment if augment else (lambda x: x)
         self.d_objective = d_objective
         self.sync = sync if sync is not None else (lambda params: None)
+        self.lecam = lecam
         self.scaler_g = scaler_g if scaler_g is not None else amp.scaler()
         self.scaler_d = scaler_d if scaler_d is not None else amp.scaler()
         self.g_params = [p for p in generator.parameters() if p.requires_grad]
@@ -151,6 +154,10 @@ class GANStep:
                 loss_d = loss_d + terms.extra
                 m.update(terms.metrics)
             loss_d_gan = loss_real + loss_fake
+            if self.lecam is not None:
+                lc = self.lecam(real_logits, fake_logits)
+                loss_d = loss_d + lc
+                m["lecam"] = lc.detach()
             if self.gp_weight > 0:
                 gp = gradient_penalty(self.D, x, fake, y)
                 loss_d = loss_d + self.gp_weight * gp

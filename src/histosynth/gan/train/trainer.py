@@ -37,6 +37,7 @@ from histosynth.device import Amp, amp_for, determinism, rng_state, seed_everyth
 from histosynth.distributed import World
 from histosynth.errors import ConfigError, HistosynthError
 from histosynth.gan.diffaugment import DiffAugment
+from histosynth.gan.lecam import LeCam
 from histosynth.gan.losses import loss_from_config
 from histosynth.gan.nets import build_d_objective, build_discriminator, build_generator, init_dcgan_weights
 from histosynth.gan.rl_eo import REWARD_GRADIENT, RLEOReward, Similarity
@@ -174,6 +175,7 @@ def build_gan(cfg: Config, source: BatchSource, device: torch.device, amp: Amp, 
         augment=DiffAugment(cfg.augment.policy, p=cfg.augment.p),
         d_objective=build_d_objective(cfg.model.arch, loss, cfg.loss.recon_weight),
         sync=world.average_gradients if world.parallel else None,
+        lecam=LeCam(cfg.loss.lecam_weight, cfg.loss.lecam_decay) if cfg.loss.lecam_weight > 0 else None,
     )  # fmt: skip
     return GAN(G, D, opt_g, opt_d, step, rl, num_classes, steps_per_epoch, total_steps)
 
@@ -208,6 +210,8 @@ def restore(ckpt: dict[str, Any], resume: str | Path, cfg: Config, gan: GAN, sou
     for name, scaler in (("scaler_g", gan.step.scaler_g), ("scaler_d", gan.step.scaler_d)):
         if ckpt.get(name):
             scaler.load_state_dict(ckpt[name])
+    if gan.step.lecam is not None and ckpt.get("lecam"):
+        gan.step.lecam.load_state_dict(ckpt["lecam"])
     set_rng_state(ckpt["rng"])
     source.load_state_dict(ckpt["data"])
     p = ckpt["progress"]
@@ -266,6 +270,7 @@ def checkpoint_payload(run: Run, gan: GAN, ema: GeneratorEMA | None, source: Bat
             "scaler_d": gan.step.scaler_d.state_dict(),
             **({"generator_ema": ema.state_dict()} if ema is not None else {}),
             **({"rl_eo": gan.rl.state_dict()} if gan.rl is not None else {}),
+            **({"lecam": gan.step.lecam.state_dict()} if gan.step.lecam is not None else {}),
             "rng": rng_state(),
             "data": source.state_dict(),
             "progress": {
