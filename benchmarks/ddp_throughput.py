@@ -2,7 +2,7 @@
 """Data-parallel training throughput on CPU: img/s of the GAN trainer's step with 1 vs N gloo processes.
 
 Each configuration is a ``torchrun --standalone --nproc_per_node N`` job running this file as its worker: the demo
-preset (``configs/dcgan-samples.yaml``, 64 px, global batch 32) on the real training split, built as the trainer
+preset (``configs/dcgan-samples.yaml``, 64 px, its global batch) on the real training split, built as the trainer
 builds it (each rank its part of every global batch, gradients averaged with one all-reduce per net per step,
 metrics averaged: :mod:`histosynth.distributed`), ``--warmup`` steps, then ``--steps`` timed steps between two
 barriers. Reported: global images per second (steps x global batch / seconds) on rank 0, and the ratio N vs 1.

@@ -10,6 +10,7 @@ Payload (``torch.load(weights_only=True)``-safe: tensors, numbers, strings, list
     progress      epoch (completed), step (G updates), batch (next batch of the current epoch),
                   perm (the current epoch's shuffle, when stopped mid-epoch), metric sums, history
     run           run id, tracking URI, data manifest hash
+    generator_ema, rl_eo, lecam   when the run has them: G's EMA, the RL-EO reward state, the LeCam anchors
 """
 
 from __future__ import annotations
