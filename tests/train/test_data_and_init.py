@@ -1,6 +1,8 @@
-"""Batches from the patch store (range, resize, flips, class selection, resumable shuffling) and DCGAN init."""
+"""Batches from the patch store (range, resize, flips, class selection, class balancing, resumable shuffling) and DCGAN init."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,9 +10,12 @@ import torch
 
 from histosynth.config import load_config
 from histosynth.data.store import Patch, PatchStore, write_store
-from histosynth.errors import DataError
+from histosynth.errors import ConfigError, DataError
 from histosynth.gan.train import build_models
+from histosynth.gan.train.runs import open_data
 from histosynth.data.loader import BatchSource, open_store, resolve_data_root
+
+PRESET = Path(__file__).resolve().parents[2] / "configs" / "dcgan-samples.yaml"
 
 
 def _source(store, **kw):
@@ -69,8 +74,9 @@ def test_resize_flips_and_class_selection(store_root, tmp_path):
 
 
 @pytest.mark.unit
-def test_shuffling_state_round_trip(store_root):
-    src = _source(open_store(str(store_root), "train"), hflip=True)
+@pytest.mark.parametrize("class_balance", [0.0, 0.5])
+def test_shuffling_state_round_trip(store_root, class_balance):
+    src = _source(open_store(str(store_root), "train"), hflip=True, class_balance=class_balance)
     state = src.state_dict()
     first = src.permutation()
     xa, _ = src.batch(first[:4])
@@ -79,6 +85,30 @@ def test_shuffling_state_round_trip(store_root):
     xb, _ = src.batch(first[:4])
     assert torch.equal(xa, xb)
     assert not torch.equal(src.permutation(), first)  # the next epoch gets a new shuffle
+
+
+@pytest.mark.unit
+def test_class_balance_draws_classes_in_proportion_to_a_power_of_their_size(tmp_path):
+    counts = {"common": 90, "mid": 30, "rare": 10}  # 130 patches, each one value so a draw names its patch
+    patches = [Patch(np.full((8, 8, 3), i, np.uint8), c) for i, c in enumerate(c for c, n in counts.items() for _ in range(n))]
+    store = PatchStore(write_store(tmp_path / "s", patches))
+    natural = _source(store, image_size=8)
+    perm = natural.permutation()
+    assert sorted(perm.tolist()) == list(range(130))  # 0: a plain shuffle, every patch once
+    n = np.array(list(counts.values()), float)
+    for b in (0.5, 1.0):
+        src = _source(store, image_size=8, class_balance=b)
+        draws = torch.cat([src.permutation() for _ in range(200)])  # 200 epochs of 130 draws
+        assert len(src.permutation()) == 130 and len(src) == len(natural)  # an epoch keeps its length
+        share = np.bincount(src.labels[draws].numpy(), minlength=3) / len(draws)
+        want = n ** (1 - b) / (n ** (1 - b)).sum()  # 0.5: 0.52 / 0.30 / 0.17; 1: a third each
+        assert share == pytest.approx(want, abs=0.01)
+        rare = draws[src.labels[draws] == 2]
+        assert set(rare.tolist()) == set(range(120, 130))  # every rare patch is drawn, and only rare patches
+    again = _source(store, image_size=8, class_balance=0.5)
+    assert torch.equal(again.permutation(), _source(store, image_size=8, class_balance=0.5).permutation())  # seeded
+    with pytest.raises(DataError, match=r"class_balance=1.5 is outside \[0, 1\]"):
+        _source(store, image_size=8, class_balance=1.5)
 
 
 @pytest.mark.unit
@@ -107,3 +137,12 @@ def test_dcgan_initialisation_statistics():
     # conditional D: the projection embedding is on the DCGAN scale too (nn.Embedding's default is N(0, 1))
     assert D.embed.weight.std().item() == pytest.approx(0.02, rel=0.1)
     assert sum(p.numel() for p in G.parameters()) > 3_000_000  # the full-width 64 px DCGAN generator
+
+
+@pytest.mark.unit
+def test_class_balance_reaches_the_trainers_batches_and_is_checked(store_root):
+    cfg = load_config(PRESET, [f"data.root={store_root}", "data.class_balance=1.0"])
+    _, source = open_data(cfg, torch.device("cpu"))
+    assert source.class_balance == 1.0
+    with pytest.raises(ConfigError, match=r"data.class_balance=-0.5 is outside \[0, 1\]"):
+        load_config(PRESET, ["data.class_balance=-0.5"])

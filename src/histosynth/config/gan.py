@@ -46,6 +46,7 @@ class DataConfig:
     hflip: bool = False  # random horizontal flips (p=0.5) per training batch
     vflip: bool = False  # random vertical flips (p=0.5) per training batch
     transpose: bool = False  # random x<->y transposition (p=0.5) per image: with both flips, all 8 right-angle rotations and reflections
+    class_balance: float = 0.0  # 0: every patch once per epoch (the data's class mix); b in (0, 1]: draws weighted n_c**-b (0.5 square-root, 1 equal classes)
 
 
 @dataclass
@@ -182,6 +183,8 @@ def validate(cfg: Config) -> None:
     parse_policy(cfg.augment.policy)
     if not 0.0 < cfg.augment.p <= 1.0:
         raise ConfigError(f"augment.p={cfg.augment.p} must be in (0, 1]", "use 1 (every image, as DiffAugment) or e.g. 0.5; augment.policy=none turns augmentation off")
+    if not 0.0 <= cfg.data.class_balance <= 1.0:
+        raise ConfigError(f"data.class_balance={cfg.data.class_balance} is outside [0, 1]", "use 0 (the data's class mix), 1 (equal classes) or between, e.g. 0.5")
     if cfg.loss.lecam_weight < 0 or not 0.0 <= cfg.loss.lecam_decay < 1.0:
         raise ConfigError(f"loss.lecam_weight={cfg.loss.lecam_weight}, loss.lecam_decay={cfg.loss.lecam_decay}: the weight must be >= 0 and the decay in [0, 1)", "use loss.lecam_weight=0 (off) or e.g. 0.1, with loss.lecam_decay=0.99")
     check_projected(cfg)

@@ -49,7 +49,13 @@ def open_store(root: str, split: str) -> PatchStore:
 
 
 class BatchSource:
-    """Shuffled, drop-last mini-batches of (images float (B,3,S,S) in [-1, 1], labels long (B,)) on ``device``."""
+    """Shuffled, drop-last mini-batches of (images float (B,3,S,S) in [-1, 1], labels long (B,)) on ``device``.
+
+    ``class_balance`` b in [0, 1]: each epoch draws ``n`` patches with replacement, a patch of a class of ``n_c``
+    patches with weight ``n_c ** -b``, so class c's share of the epoch is proportional to ``n_c ** (1 - b)``: 0 is
+    the data's own mix (a plain shuffle, every patch once), 1 equal classes, 0.5 square-root balancing. Rare
+    classes are then seen more often, and so are their few patches.
+    """
 
     def __init__(
         self,
@@ -65,7 +71,11 @@ class BatchSource:
         classes: list[str] | None = None,
         part: slice = slice(None),
         trace: Path | None = None,
+        class_balance: float = 0.0,
     ):
+        if not 0.0 <= class_balance <= 1.0:
+            raise DataError(f"class_balance={class_balance} is outside [0, 1]", "use 0 (the data's class mix), 1 (equal classes) or between, e.g. 0.5")
+        self.class_balance = float(class_balance)
         self.device = device
         self.batch_size = int(batch_size)
         self.image_size = int(image_size)
@@ -109,12 +119,17 @@ class BatchSource:
         return self.n // self.batch_size
 
     def class_counts(self) -> list[int]:
-        """Patches per class (in ``classes`` order): the class mix every epoch draws."""
+        """Patches per class (in ``classes`` order): the data's class mix (an epoch's, unless ``class_balance`` > 0)."""
         return torch.bincount(self.labels.cpu(), minlength=len(self.classes)).tolist()
 
     def permutation(self) -> torch.Tensor:
-        """A fresh shuffle of all patch indices (call once per epoch, before its batches)."""
-        return torch.randperm(self.n, generator=self.generator)
+        """The next epoch's ``n`` patch indices (call once per epoch, before its batches): a fresh shuffle of all
+        patches, or with ``class_balance`` > 0 a class-weighted draw with replacement."""
+        if self.class_balance == 0.0:
+            return torch.randperm(self.n, generator=self.generator)
+        labels = self.labels.cpu()
+        counts = torch.bincount(labels, minlength=len(self.classes)).double()
+        return torch.multinomial(counts[labels] ** -self.class_balance, self.n, replacement=True, generator=self.generator)
 
     def batch(self, idx: torch.Tensor, part: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``idx[part]`` as float [-1, 1] NCHW on the device (+ flips and transpositions), and their class ids. They are

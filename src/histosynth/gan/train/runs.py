@@ -76,6 +76,7 @@ def open_data(cfg: Config, device: torch.device, world: World = World()) -> tupl
     source = BatchSource(
         store, batch_size=cfg.train.batch_size, image_size=cfg.data.image_size, device=device, seed=cfg.train.seed,
         hflip=cfg.data.hflip, vflip=cfg.data.vflip, transpose=cfg.data.transpose, classes=cfg.data.classes, part=part, trace=trace,
+        class_balance=cfg.data.class_balance,
     )  # fmt: skip
     return store, source
 
