@@ -61,6 +61,15 @@ def test_the_pin_covers_every_preset():
     assert sorted(p.name for p in PRESETS if p.parent == CONFIGS) == sorted(PINNED)
 
 
+def test_the_long_samples_preset_is_the_demo_recipe_with_four_times_the_epochs():
+    """BENCHMARKS measures dcgan-samples-long as the demo's recipe trained longer: nothing but the budget (and the
+    run's name) may differ, or its numbers would describe another model."""
+    demo, long = (load_config(CONFIGS / n).to_dict() for n in ("dcgan-samples.yaml", "dcgan-samples-long.yaml"))
+    differ = [k for k in _leaves(demo) if _get(demo, k) != _get(long, k)]
+    assert sorted(differ) == ["tracking.run_name", "train.epochs"]
+    assert _get(long, "train.epochs") == 4 * _get(demo, "train.epochs") and _get(long, "train.max_steps") == 0
+
+
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_no_preset_restates_a_default_or_its_base(path):
     """Each key a preset sets changes the value it would get from the defaults and the presets it extends
